@@ -1,0 +1,161 @@
+//! One error type per operation.
+
+use std::fmt;
+use std::io;
+
+/// Why [`Builder::build`](crate::Builder::build) refused a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The declared content length is above `max_size`.
+    TooLarge {
+        /// The declared length.
+        content_length: u64,
+        /// The limit it exceeds.
+        max_size: u64,
+    },
+    /// `max_buffered(0)`: the high-water mark must admit at least one byte.
+    ZeroMaxBuffered,
+    /// `segment_size(0)`.
+    ZeroSegmentSize,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { content_length, max_size } => {
+                write!(f, "content length {content_length} exceeds the maximum body size {max_size}")
+            }
+            Self::ZeroMaxBuffered => f.write_str("max_buffered must be at least 1 byte"),
+            Self::ZeroSegmentSize => f.write_str("segment_size must be at least 1 byte"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Why [`Writer::write`](crate::Writer::write) stored nothing. In every case the whole write was
+/// refused: no byte of it is visible to readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The reader side has closed (hung up), so nobody will read the bytes.
+    Closed,
+    /// The write would go past the declared content length.
+    ExceedsContentLength,
+    /// The write would make the body larger than `max_size`.
+    TooLarge,
+    /// Ring mode: unread bytes are at or above `max_buffered`. Retry after
+    /// [`Writer::wait_writable`](crate::Writer::wait_writable) or an
+    /// [`on_writable`](crate::Writer::on_writable) callback.
+    Full,
+    /// The allocator refused memory for a new segment.
+    OutOfMemory,
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Closed => "the reader side of the body is closed",
+            Self::ExceedsContentLength => "write exceeds the declared content length",
+            Self::TooLarge => "write exceeds the maximum body size",
+            Self::Full => "buffer is full (unread bytes at the high-water mark)",
+            Self::OutOfMemory => "out of memory allocating a body segment",
+        })
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+impl From<WriteError> for io::Error {
+    fn from(e: WriteError) -> Self {
+        let kind = match e {
+            WriteError::Closed => io::ErrorKind::BrokenPipe,
+            WriteError::Full => io::ErrorKind::WouldBlock,
+            WriteError::OutOfMemory => io::ErrorKind::OutOfMemory,
+            WriteError::ExceedsContentLength | WriteError::TooLarge => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// Why [`Writer::wait_writable`](crate::Writer::wait_writable) returned without room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WaitWritableError {
+    /// The reader side closed: no room will ever come.
+    ReaderClosed,
+    /// The timeout passed first.
+    TimedOut,
+}
+
+impl fmt::Display for WaitWritableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ReaderClosed => "the reader side of the body is closed",
+            Self::TimedOut => "timed out waiting for the reader to make room",
+        })
+    }
+}
+
+impl std::error::Error for WaitWritableError {}
+
+/// Why [`Reader::wait`](crate::Reader::wait) returned without data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out waiting for body data")
+    }
+}
+
+impl std::error::Error for WaitError {}
+
+impl From<WaitError> for io::Error {
+    fn from(e: WaitError) -> Self {
+        io::Error::new(io::ErrorKind::TimedOut, e)
+    }
+}
+
+/// Why a [`Reader::seek`](crate::Reader::seek) was refused (surfaced as `InvalidInput`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SeekError {
+    /// The target is beyond the bytes written so far.
+    PastWritten,
+    /// The target is before the start of the stream.
+    BeforeStart,
+    /// Ring mode: the target is before the oldest byte still retained.
+    BeforeWindow,
+    /// `SeekFrom::End` before the writer has finished.
+    EndUnknown,
+}
+
+impl fmt::Display for SeekError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::PastWritten => "cannot seek past the data written so far",
+            Self::BeforeStart => "cannot seek before the start of the body",
+            Self::BeforeWindow => "cannot seek before the retained window (ring mode recycles read bytes)",
+            Self::EndUnknown => "cannot seek from the end before the body is complete",
+        })
+    }
+}
+
+impl std::error::Error for SeekError {}
+
+impl From<SeekError> for io::Error {
+    fn from(e: SeekError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// The error a read returns once an aborted stream is drained.
+pub(crate) fn aborted(reason: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, reason.to_owned())
+}

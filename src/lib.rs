@@ -1,0 +1,169 @@
+//! A lock-free single-producer byte pipe that hands a streaming body to readers.
+//!
+//! An HTTP server receives a request body in chunks; the application wants it as a file. The
+//! [`Writer`] appends chunks into segments that never move and publishes each write with one
+//! atomic store; the [`Reader`] (shared by any number of threads) reads, searches, seeks and views
+//! the bytes, spinning briefly and then parking on a futex while it waits. The writer takes no
+//! lock and makes no syscall unless a reader is actually parked.
+//!
+//! ```
+//! use std::io::Read;
+//!
+//! let (mut w, r) = bodypipe::Builder::new().content_length(11).build()?;
+//! let server = std::thread::spawn(move || {
+//!     w.write(b"hello ").unwrap();
+//!     w.write(b"world").unwrap(); // reaching the content length is EOF
+//! });
+//! let mut body = Vec::new();
+//! (&r).read_to_end(&mut body)?;
+//! assert_eq!(body, b"hello world");
+//! server.join().unwrap();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Two modes:
+//! - **unbounded** (default): every byte is kept until the reader is dropped, so `seek(0)` always
+//!   works and a [`View`] of the whole body is possible;
+//! - **ring** ([`Builder::max_buffered`]): a high-water mark on unread bytes; a write at or above it
+//!   fails with [`WriteError::Full`] (storing nothing) and segments the reader has passed are
+//!   reused, so memory stays near `max_buffered` whatever the body's length.
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_debug_implementations)]
+
+mod error;
+mod primitive;
+mod reader;
+mod search;
+mod segment;
+mod shared;
+mod view;
+mod wait;
+mod writer;
+
+pub use error::{BuildError, SeekError, WaitError, WaitWritableError, WriteError};
+pub use reader::{Reader, Ready};
+pub use shared::{Stats, Writability};
+pub use view::View;
+pub use writer::Writer;
+
+use primitive::Arc;
+use shared::{Config, Shared, Sizing};
+
+/// The default largest body: 1 GiB.
+pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
+
+/// First segment for a body of unknown length: small, so that many short bodies stay cheap.
+const FIRST_SEGMENT: usize = 4 << 10;
+/// Segments stop growing here: large enough for huge pages and few page-table walks.
+const MAX_SEGMENT: usize = 8 << 20;
+/// Ring-mode segments are a quarter of the high-water mark, within these bounds.
+const RING_SEGMENT_MIN: usize = 4 << 10;
+const RING_SEGMENT_MAX: usize = 1 << 20;
+
+/// Creates a pipe for a body of unknown length, unbounded, with the default size limit.
+///
+/// ```
+/// let (mut w, r) = bodypipe::pipe();
+/// w.write(b"chunk")?;
+/// assert_eq!(r.available(), 5);
+/// # Ok::<(), bodypipe::WriteError>(())
+/// ```
+pub fn pipe() -> (Writer, Reader) {
+    let shared = Arc::new(Shared::new(Builder::new().config()));
+    (Writer::new(shared.clone()), Reader::new(shared))
+}
+
+/// Configures a pipe.
+///
+/// ```
+/// use bodypipe::{Builder, BuildError};
+///
+/// let (w, r) = Builder::new().content_length(1 << 20).max_buffered(64 << 10).build()?;
+/// assert_eq!(r.content_length(), Some(1 << 20));
+/// assert!(matches!(Builder::new().content_length(2 << 30).build(), Err(BuildError::TooLarge { .. })));
+/// # drop(w);
+/// # Ok::<(), BuildError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builder {
+    content_length: Option<u64>,
+    max_buffered: Option<usize>,
+    max_size: Option<u64>,
+    segment_size: Option<usize>,
+}
+
+impl Builder {
+    /// An unbounded pipe of unknown length with a 1 GiB limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The exact expected size. Reaching it is EOF; writing past it is
+    /// [`WriteError::ExceedsContentLength`]. Outside ring mode the body is stored in one
+    /// contiguous segment of exactly this size, allocated at the first write; its pages are
+    /// faulted in as they are written, so a large declared length reserves no memory up front.
+    pub fn content_length(mut self, n: u64) -> Self {
+        self.content_length = Some(n);
+        self
+    }
+
+    /// Ring mode: a high-water mark on unread bytes. Writes are accepted whole while unread bytes
+    /// are below it and fail with [`WriteError::Full`] once they are at or above it.
+    pub fn max_buffered(mut self, bytes: usize) -> Self {
+        self.max_buffered = Some(bytes);
+        self
+    }
+
+    /// The largest body accepted (default 1 GiB); writes past it fail with
+    /// [`WriteError::TooLarge`].
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// Tuning and tests: every segment this size (no geometric growth, no single
+    /// content-length segment).
+    pub fn segment_size(mut self, bytes: usize) -> Self {
+        self.segment_size = Some(bytes);
+        self
+    }
+
+    fn config(&self) -> Config {
+        let max_size = self.max_size.unwrap_or(DEFAULT_MAX_SIZE);
+        let max_buffered = self.max_buffered.map(|m| m as u64);
+        let (first_segment, sizing) = match (self.segment_size, self.max_buffered, self.content_length) {
+            (Some(n), _, _) => (n, Sizing::Fixed(n)),
+            (None, Some(m), _) => {
+                let n = (m / 4).clamp(RING_SEGMENT_MIN, RING_SEGMENT_MAX);
+                (n, Sizing::Fixed(n))
+            }
+            (None, None, Some(_)) => (FIRST_SEGMENT, Sizing::Whole),
+            (None, None, None) => (FIRST_SEGMENT, Sizing::Geometric { max: MAX_SEGMENT }),
+        };
+        Config { content_length: self.content_length, max_buffered, max_size, first_segment, sizing }
+    }
+
+    /// Creates the pipe, or refuses a configuration that can never work.
+    pub fn build(self) -> Result<(Writer, Reader), BuildError> {
+        let config = self.config();
+        if let Some(cl) = self.content_length {
+            if cl > config.max_size {
+                return Err(BuildError::TooLarge { content_length: cl, max_size: config.max_size });
+            }
+        }
+        if self.max_buffered == Some(0) {
+            return Err(BuildError::ZeroMaxBuffered);
+        }
+        if self.segment_size == Some(0) {
+            return Err(BuildError::ZeroSegmentSize);
+        }
+        let shared = Arc::new(Shared::new(config));
+        if config.content_length == Some(0) {
+            // An empty body is complete before anything is written.
+            shared.finish(None);
+        }
+        Ok((Writer::new(shared.clone()), Reader::new(shared)))
+    }
+}

@@ -1,0 +1,658 @@
+//! The consumer side: one cursor shared by any number of threads.
+//!
+//! The cursor has its own lock, which the writer never touches. No thread waits while holding
+//! it: a blocking read first waits for data (spin, then futex) with no lock held, then takes the
+//! lock only to copy and move the cursor. So `available`, `at_eof` and `position` from other
+//! threads never stall behind a blocked read.
+
+use crate::error::{aborted, SeekError, WaitError};
+use crate::primitive::{lock, Arc, AtomicU64, Mutex, Ordering};
+use crate::search::ChunkSearch;
+use crate::segment::Segment;
+use crate::shared::{Shared, Stats, ABORTED, OPEN};
+use crate::view::View;
+use std::collections::TryReserveError;
+use std::collections::VecDeque;
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::time::{Duration, Instant};
+
+/// What [`Reader::wait`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// At least the requested number of bytes can be read now (this many).
+    Data(usize),
+    /// The stream has ended (EOF, abort, or the reader closed); this many bytes are still unread.
+    Ended(usize),
+}
+
+/// The consumer half of a pipe: `Send + Sync`, every method takes `&self`.
+///
+/// Threads that share a reader share one cursor, as threads sharing a file do. `Read`, `BufRead`
+/// and `Seek` are implemented for `&Reader`, like `std::fs::File`.
+///
+/// ```
+/// use std::io::{BufRead, Read};
+///
+/// let (mut w, r) = bodypipe::pipe();
+/// let producer = std::thread::spawn(move || {
+///     for line in ["first\n", "second\n"] {
+///         w.write(line.as_bytes()).unwrap();
+///     }
+///     w.close();
+/// });
+/// let lines: Vec<String> = (&r).lines().collect::<Result<_, _>>()?;
+/// assert_eq!(lines, ["first", "second"]);
+/// producer.join().unwrap();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Reader {
+    shared: Arc<Shared>,
+    cursor: Mutex<Cursor>,
+    /// The read timeout in nanoseconds; `u64::MAX` means none.
+    timeout_ns: AtomicU64,
+    /// Ring mode: segments lent out by `BufRead::fill_buf`, kept unrecycled until the reader is
+    /// dropped, because a borrowed slice may outlive any later call on another `&Reader`.
+    lent: Mutex<Vec<Arc<Segment>>>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("stats", &self.stats()).finish()
+    }
+}
+
+/// The shared read position and the segments it can reach.
+struct Cursor {
+    pos: u64,
+    /// Consecutive segments from the oldest retained one; each but the last is full.
+    segs: VecDeque<Arc<Segment>>,
+    /// Index in `segs` of the segment holding `pos` (== `segs.len()` if not discovered yet).
+    idx: usize,
+    /// `read_until` resumes here: no `scan_delim` in `[pos, scanned)`.
+    scanned: u64,
+    scan_delim: u8,
+    /// Ring mode: the chain's reference to the first segment has been released.
+    head_released: bool,
+}
+
+impl Cursor {
+    /// Follows the published links until `segs` covers `upto` (bytes below it are published).
+    fn discover(&mut self, shared: &Shared, upto: u64) {
+        if self.segs.is_empty() {
+            match shared.head() {
+                Some(head) => self.segs.push_back(head),
+                None => return,
+            }
+        }
+        while self.segs.back().is_some_and(|s| s.end() < upto) {
+            match self.segs.back().and_then(|s| s.next()) {
+                Some(next) => self.segs.push_back(next),
+                None => break,
+            }
+        }
+    }
+
+    /// Points `idx` at the segment holding `at`, discovering segments as needed.
+    fn locate(&mut self, shared: &Shared, at: u64) -> Option<&Arc<Segment>> {
+        if self.idx >= self.segs.len() || self.segs[self.idx].start() > at {
+            self.idx = self.segs.partition_point(|s| s.end() <= at);
+        }
+        while self.idx < self.segs.len() && self.segs[self.idx].end() <= at {
+            self.idx += 1;
+        }
+        if self.idx == self.segs.len() {
+            self.discover(shared, at + 1);
+            self.idx = self.segs.partition_point(|s| s.end() <= at);
+        }
+        self.segs.get(self.idx)
+    }
+
+    /// Calls `f` on each published chunk of `[from, to)` in order until it returns true.
+    fn visit(&mut self, shared: &Shared, from: u64, to: u64, mut f: impl FnMut(&Arc<Segment>, usize, usize) -> bool) {
+        let mut at = from;
+        let saved = self.idx;
+        while at < to {
+            let Some(seg) = self.locate(shared, at) else { break };
+            let off = (at - seg.start()) as usize;
+            let len = (seg.end().min(to) - at) as usize;
+            let seg = seg.clone();
+            if f(&seg, off, len) {
+                break;
+            }
+            at += len as u64;
+        }
+        // `visit` looks ahead; the cursor's segment is still the one at `pos`.
+        self.idx = saved;
+    }
+
+    /// Copies published bytes from the cursor into `buf` and advances; `written` was loaded with
+    /// Acquire. Returns the count.
+    fn copy_out(&mut self, shared: &Shared, buf: &mut [u8], written: u64) -> usize {
+        let n = usize::try_from(written - self.pos).unwrap_or(usize::MAX).min(buf.len());
+        let mut done = 0;
+        while done < n {
+            let pos = self.pos;
+            let Some(seg) = self.locate(shared, pos) else { break };
+            let off = (pos - seg.start()) as usize;
+            let take = ((seg.end() - pos) as usize).min(n - done);
+            // SAFETY: `[off, off + take)` is inside the segment and below `written`, which was
+            // loaded with Acquire, so those bytes are published and never written again while the
+            // segment is in our window (it is recycled only after we retire it).
+            buf[done..done + take].copy_from_slice(unsafe { seg.slice(off, take) });
+            done += take;
+            self.pos += take as u64;
+        }
+        done
+    }
+
+    /// Publishes the cursor and, in ring mode, hands segments wholly behind it to the writer.
+    fn moved(&mut self, shared: &Shared) {
+        // ORDERING: Release orders our copies out of the segments before the new position, for
+        // the writer's flow-control check (Acquire in `admit`).
+        shared.read_pos.store(self.pos, Ordering::Release);
+        // Bytes between the old and the new position need no rescanning: keep the furthest.
+        self.scanned = self.scanned.max(self.pos);
+        if shared.config.max_buffered.is_none() {
+            return;
+        }
+        while self.segs.len() > 1 && self.segs[0].end() <= self.pos {
+            let Some(old) = self.segs.pop_front() else { break };
+            self.idx = self.idx.saturating_sub(1);
+            // Drop the chain's links into and out of `old`: the successor stays owned by `segs`.
+            drop(old.take_next());
+            if !self.head_released {
+                drop(shared.take_head());
+                self.head_released = true;
+            }
+            shared.free.push(old);
+        }
+    }
+}
+
+impl Reader {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            cursor: Mutex::new(Cursor {
+                pos: 0,
+                segs: VecDeque::new(),
+                idx: 0,
+                scanned: 0,
+                scan_delim: b'\n',
+                head_released: false,
+            }),
+            timeout_ns: AtomicU64::new(u64::MAX),
+            lent: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.timeout_ns.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(Instant::now() + Duration::from_nanos(ns)),
+        }
+    }
+
+    /// What a read returns when no byte is left: EOF, WouldBlock, or the abort.
+    fn nothing_left(&self, end: u32) -> io::Result<usize> {
+        if end == ABORTED {
+            Err(aborted(&self.shared.reason()))
+        } else if end != OPEN || self.shared.reader_closed.load(Ordering::Acquire) {
+            Ok(0)
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    /// Reads what is there now, never blocking.
+    ///
+    /// `Ok(0)` means EOF (or that this reader was closed); `WouldBlock` means nothing yet; after
+    /// an abort, the data written before it, then `ConnectionAborted` with the reason.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(r.try_read(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    /// w.write(b"abc")?;
+    /// assert_eq!(r.try_read(&mut buf)?, 3);
+    /// w.close();
+    /// assert_eq!(r.try_read(&mut buf)?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut cur = lock(&self.cursor);
+        let (end, written) = self.shared.end_and_written();
+        if written > cur.pos {
+            let n = cur.copy_out(&self.shared, buf, written);
+            cur.moved(&self.shared);
+            drop(cur);
+            self.shared.after_read();
+            return Ok(n);
+        }
+        drop(cur);
+        self.nothing_left(end)
+    }
+
+    /// Blocks until at least one byte is read, the stream ends (`Ok(0)`), or `deadline` passes
+    /// (`TimedOut`, nothing consumed).
+    pub fn read_blocking(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+        loop {
+            match self.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait(1, deadline)?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Blocks until `min` bytes (at least 1) are unread, the stream ends, or `deadline` passes.
+    /// Consumes nothing and holds no lock while waiting.
+    ///
+    /// ```
+    /// use bodypipe::Ready;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"ab")?;
+    /// assert_eq!(r.wait(2, None)?, Ready::Data(2));
+    /// assert!(r.wait(3, Some(Instant::now() + Duration::from_millis(1))).is_err());
+    /// w.close();
+    /// assert_eq!(r.wait(3, None)?, Ready::Ended(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait(&self, min: usize, deadline: Option<Instant>) -> Result<Ready, WaitError> {
+        let shared = &*self.shared;
+        let min = min.max(1) as u64;
+        let state = || {
+            let (end, written) = shared.end_and_written();
+            let read = shared.read_pos.load(Ordering::Acquire);
+            let avail = written.saturating_sub(read);
+            let ended = end != OPEN || shared.reader_closed.load(Ordering::Acquire);
+            (avail, ended)
+        };
+        let ready = || {
+            let (avail, ended) = state();
+            avail >= min || ended
+        };
+        if !shared.data.wait_until(ready, deadline) {
+            return Err(WaitError::TimedOut);
+        }
+        let (avail, ended) = state();
+        let avail = usize::try_from(avail).unwrap_or(usize::MAX);
+        Ok(if avail as u64 >= min {
+            Ready::Data(avail)
+        } else if ended {
+            Ready::Ended(avail)
+        } else {
+            Ready::Data(avail)
+        })
+    }
+
+    /// Appends bytes up to and including the next `delim` (or `limit` bytes, or the rest at the
+    /// end of the stream) to `out`, blocking as needed. Returns the count; 0 at EOF.
+    ///
+    /// Atomic with respect to other threads reading the same cursor: a line is never split
+    /// between two readers. A scan that finds no delimiter is remembered, so a long line that
+    /// arrives in many small writes is scanned once, not once per write.
+    pub fn read_until(
+        &self,
+        delim: u8,
+        out: &mut Vec<u8>,
+        limit: Option<usize>,
+        deadline: Option<Instant>,
+    ) -> io::Result<usize> {
+        loop {
+            match self.try_read_until(delim, out, limit)? {
+                Some(n) => return Ok(n),
+                None => {
+                    let want = self.available().saturating_add(1);
+                    self.wait(want, deadline)?;
+                }
+            }
+        }
+    }
+
+    /// [`read_until`](Self::read_until) with `b'\n'`.
+    pub fn read_line(&self, out: &mut Vec<u8>, limit: Option<usize>, deadline: Option<Instant>) -> io::Result<usize> {
+        self.read_until(b'\n', out, limit, deadline)
+    }
+
+    /// Like [`read_until`](Self::read_until) but never blocks: `None` while the line is not
+    /// complete yet (nothing is consumed then).
+    pub fn try_read_until(&self, delim: u8, out: &mut Vec<u8>, limit: Option<usize>) -> io::Result<Option<usize>> {
+        let limit = limit.map_or(u64::MAX, |l| l as u64);
+        if limit == 0 {
+            return Ok(Some(0));
+        }
+        let mut cur = lock(&self.cursor);
+        let (end, written) = self.shared.end_and_written();
+        let pos = cur.pos;
+        let avail = written - pos;
+        let to = written.min(pos.saturating_add(limit));
+        let from = if cur.scan_delim == delim { cur.scanned.max(pos).min(to) } else { pos };
+        let mut found = None;
+        cur.visit(&self.shared, from, to, |seg, off, len| {
+            // SAFETY: below `written` (Acquire) and inside the segment, as `visit` guarantees.
+            let chunk = unsafe { seg.slice(off, len) };
+            match memchr::memchr(delim, chunk) {
+                Some(i) => {
+                    found = Some(seg.start() + (off + i) as u64);
+                    true
+                }
+                None => false,
+            }
+        });
+        let take = if let Some(at) = found {
+            at + 1 - pos
+        } else if avail >= limit {
+            limit
+        } else if end != OPEN || self.shared.reader_closed.load(Ordering::Acquire) {
+            if avail == 0 {
+                drop(cur);
+                return self.nothing_left(end).map(Some);
+            }
+            avail
+        } else {
+            cur.scanned = to;
+            cur.scan_delim = delim;
+            return Ok(None);
+        };
+        let take = usize::try_from(take).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        out.try_reserve(take).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let old = out.len();
+        out.resize(old + take, 0);
+        let n = cur.copy_out(&self.shared, &mut out[old..], written);
+        out.truncate(old + n);
+        cur.moved(&self.shared);
+        drop(cur);
+        self.shared.after_read();
+        Ok(Some(n))
+    }
+
+    /// [`try_read_until`](Self::try_read_until) with `b'\n'`.
+    pub fn try_read_line(&self, out: &mut Vec<u8>, limit: Option<usize>) -> io::Result<Option<usize>> {
+        self.try_read_until(b'\n', out, limit)
+    }
+
+    /// Consumes up to `n` unread bytes that are there now, without copying; returns the count.
+    pub fn skip(&self, n: usize) -> usize {
+        let mut cur = lock(&self.cursor);
+        let written = self.shared.write_pos.load(Ordering::Acquire);
+        let take = (written - cur.pos).min(n as u64);
+        cur.pos += take;
+        cur.moved(&self.shared);
+        drop(cur);
+        self.shared.after_read();
+        take as usize
+    }
+
+    /// Unread bytes that can be read now without blocking.
+    pub fn available(&self) -> usize {
+        usize::try_from(self.shared.buffered()).unwrap_or(usize::MAX)
+    }
+
+    /// True once the stream has ended (EOF, abort, or this reader closed) and every byte is read.
+    pub fn at_eof(&self) -> bool {
+        let (end, written) = self.shared.end_and_written();
+        let ended = end != OPEN || self.shared.reader_closed.load(Ordering::Acquire);
+        ended && self.shared.read_pos.load(Ordering::Acquire) >= written
+    }
+
+    /// Whether the writer has ended the stream (close, abort, or the content length reached).
+    pub fn is_ended(&self) -> bool {
+        self.shared.end.load(Ordering::Acquire) != OPEN
+    }
+
+    /// The abort reason, if the writer aborted.
+    pub fn abort_reason(&self) -> Option<String> {
+        (self.shared.end.load(Ordering::Acquire) == ABORTED).then(|| self.shared.reason())
+    }
+
+    /// Finds `needle` in the unread bytes present now, in `[start, end)` relative to the read
+    /// position; returns its offset from the read position. Never blocks. Finds needles that
+    /// straddle segment boundaries.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"--bound")?;
+    /// w.write(b"ary\r\n")?;
+    /// assert_eq!(r.find(b"boundary", 0, None), Some(2));
+    /// assert_eq!(r.find(b"\r\n", 0, Some(9)), None);
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
+    pub fn find(&self, needle: &[u8], start: u64, end: Option<u64>) -> Option<u64> {
+        let mut cur = lock(&self.cursor);
+        let written = self.shared.write_pos.load(Ordering::Acquire);
+        let pos = cur.pos;
+        let avail = written - pos;
+        let stop = end.map_or(avail, |e| e.min(avail));
+        if needle.is_empty() {
+            // As `bytes.find(b"", start, end)`: the empty needle is found at `start` if in range.
+            return (start <= stop).then_some(start);
+        }
+        if start >= stop || stop - start < needle.len() as u64 {
+            return None;
+        }
+        let mut search = ChunkSearch::new(needle);
+        let mut found = None;
+        cur.visit(&self.shared, pos + start, pos + stop, |seg, off, len| {
+            // SAFETY: below `written` (Acquire) and inside the segment.
+            let chunk = unsafe { seg.slice(off, len) };
+            found = search.feed(chunk);
+            found.is_some()
+        });
+        found.map(|i| start + i)
+    }
+
+    /// Sets the timeout for blocking reads through `Read`/`BufRead` (`None`: wait forever); a
+    /// read that times out fails with `ErrorKind::TimedOut` and consumes nothing.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) {
+        let ns = timeout.map_or(u64::MAX, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX - 1).min(u64::MAX - 1));
+        self.timeout_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// The timeout set by [`set_read_timeout`](Self::set_read_timeout).
+    pub fn read_timeout(&self) -> Option<Duration> {
+        match self.timeout_ns.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// The read position (bytes consumed, adjusted by seeks).
+    pub fn position(&self) -> u64 {
+        self.shared.read_pos.load(Ordering::Acquire)
+    }
+
+    /// Bytes the writer has published so far.
+    pub fn written(&self) -> u64 {
+        self.shared.write_pos.load(Ordering::Acquire)
+    }
+
+    /// The declared content length, if any.
+    pub fn content_length(&self) -> Option<u64> {
+        self.shared.config.content_length
+    }
+
+    /// The high-water mark, in ring mode.
+    pub fn max_buffered(&self) -> Option<usize> {
+        self.shared.config.max_buffered.map(|m| usize::try_from(m).unwrap_or(usize::MAX))
+    }
+
+    /// A snapshot of the pipe's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Moves the read position. `Start`/`Current` may go anywhere within the written bytes (in
+    /// ring mode, not before the retained window); `End` only once the stream has ended.
+    ///
+    /// ```
+    /// use std::io::SeekFrom;
+    ///
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"abcdef")?;
+    /// assert_eq!(r.seek(SeekFrom::Start(4))?, 4);
+    /// assert!(r.seek(SeekFrom::End(-1)).is_err()); // not ended yet
+    /// assert!(r.seek(SeekFrom::Start(7)).is_err()); // past the written bytes
+    /// w.close();
+    /// assert_eq!(r.seek(SeekFrom::End(-1))?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn seek(&self, to: SeekFrom) -> io::Result<u64> {
+        let mut cur = lock(&self.cursor);
+        let (end, written) = self.shared.end_and_written();
+        let target = match to {
+            SeekFrom::Start(p) => i128::from(p),
+            SeekFrom::Current(d) => i128::from(cur.pos) + i128::from(d),
+            SeekFrom::End(d) if end != OPEN => i128::from(written) + i128::from(d),
+            SeekFrom::End(_) => return Err(SeekError::EndUnknown.into()),
+        };
+        if target < 0 {
+            return Err(SeekError::BeforeStart.into());
+        }
+        if target > i128::from(written) {
+            return Err(SeekError::PastWritten.into());
+        }
+        let target = target as u64;
+        if self.shared.config.max_buffered.is_some() {
+            cur.discover(&self.shared, written);
+            let window = cur.segs.front().map_or(cur.pos, |s| s.start());
+            if target < window {
+                return Err(SeekError::BeforeWindow.into());
+            }
+        }
+        cur.pos = target;
+        cur.scanned = target;
+        cur.idx = cur.segs.len();
+        cur.moved(&self.shared);
+        drop(cur);
+        self.shared.after_read();
+        Ok(target)
+    }
+
+    /// Hangs up: the writer's next write fails with `Closed`, a writer waiting for room is told,
+    /// and reads never block again (bytes already written can still be read, then EOF).
+    pub fn close(&self) {
+        self.shared.close_reader();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.reader_closed.load(Ordering::Acquire)
+    }
+
+    /// The unread bytes present now, zero-copy, one [`View`] per segment. Each view keeps its
+    /// segment alive (and out of ring-mode reuse) for as long as it lives.
+    pub fn views(&self) -> Vec<View> {
+        let mut cur = lock(&self.cursor);
+        let written = self.shared.write_pos.load(Ordering::Acquire);
+        let pos = cur.pos;
+        let mut out = Vec::new();
+        cur.visit(&self.shared, pos, written, |seg, off, len| {
+            out.push(View::segment(seg.clone(), off, len));
+            false
+        });
+        out
+    }
+
+    /// All unread bytes present now as one contiguous [`View`]: zero-copy when they lie in one
+    /// segment (always, with a known content length outside ring mode), else one coalesced copy.
+    pub fn view(&self) -> Result<View, TryReserveError> {
+        let mut views = self.views();
+        match views.len() {
+            0 => Ok(View::empty()),
+            1 => Ok(views.remove(0)),
+            _ => View::coalesce(&views),
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // Nobody can read any more: let the writer know instead of buffering into the void.
+        self.shared.close_reader();
+    }
+}
+
+impl Read for &Reader {
+    /// Blocks until at least one byte is read (0 at EOF), honouring the read timeout.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.read_blocking(buf, self.deadline())
+    }
+}
+
+impl BufRead for &Reader {
+    /// The unread bytes of the current segment. In ring mode the segment is kept out of reuse
+    /// until the reader is dropped (a borrowed slice can outlive later calls made through another
+    /// `&Reader`); prefer `read_line`/`read_until`/`lines`, which copy and pin nothing.
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let reader: &Reader = self;
+        let deadline = reader.deadline();
+        loop {
+            let mut cur = lock(&reader.cursor);
+            let (end, written) = reader.shared.end_and_written();
+            let pos = cur.pos;
+            if written > pos {
+                let Some(seg) = cur.locate(&reader.shared, pos).cloned() else {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                };
+                let off = (pos - seg.start()) as usize;
+                let len = (seg.end().min(written) - pos) as usize;
+                let ptr = seg.ptr_at(off);
+                if reader.shared.config.max_buffered.is_some() {
+                    let mut lent = lock(&reader.lent);
+                    if !lent.last().is_some_and(|l| Arc::ptr_eq(l, &seg)) {
+                        lent.push(seg);
+                    }
+                }
+                // SAFETY: `[off, off + len)` is published (below `written`, Acquire) and inside the
+                // segment. The segment outlives the returned borrow, which is bounded by the
+                // `&Reader`: outside ring mode `segs` keeps every segment until the reader drops;
+                // in ring mode `lent` does.
+                return Ok(unsafe { std::slice::from_raw_parts(ptr, len) });
+            }
+            drop(cur);
+            match reader.nothing_left(end) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    reader.wait(1, deadline)?;
+                }
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(&[]),
+            }
+        }
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.skip(amt);
+    }
+
+    fn read_until(&mut self, byte: u8, buf: &mut Vec<u8>) -> io::Result<usize> {
+        Reader::read_until(self, byte, buf, None, self.deadline())
+    }
+
+    fn read_line(&mut self, buf: &mut String) -> io::Result<usize> {
+        let mut bytes = Vec::new();
+        let n = Reader::read_until(self, b'\n', &mut bytes, None, self.deadline())?;
+        let s = std::str::from_utf8(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        buf.push_str(s);
+        Ok(n)
+    }
+}
+
+impl Seek for &Reader {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        Reader::seek(self, pos)
+    }
+
+    fn stream_position(&mut self) -> io::Result<u64> {
+        Ok(self.position())
+    }
+}

@@ -1,0 +1,247 @@
+//! Segments: fixed-capacity blocks of body bytes that never move once handed out.
+//!
+//! A segment is shared through an `Arc`: the chain of `next` links, the reader's window and any
+//! [`View`](crate::View) each hold a reference, so memory a Python memoryview points into stays
+//! valid for as long as the view lives, whatever the writer does next. Bytes below the published
+//! `write_pos` are immutable; the writer only ever writes above it.
+
+use crate::primitive::{Arc, AtomicPtr, Ordering, UnsafeCell};
+use std::ptr::NonNull;
+
+/// Segments at least this large ask the kernel for transparent huge pages, so filling fresh
+/// memory takes one page fault per 2 MiB instead of one per 4 KiB.
+const HUGE_PAGE_THRESHOLD: usize = 4 << 20;
+
+/// One block of the body.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// Stream offset of the first byte. Set by the writer while it holds the only reference.
+    start: u64,
+    ptr: NonNull<u8>,
+    cap: usize,
+    /// The next segment, as an owning `Arc::into_raw` pointer (null until the writer links one).
+    /// The chain owns its segments, so readers can follow it without locks; the writer stores a
+    /// link once, readers take it only when retiring a segment in ring mode (under the cursor lock).
+    next: AtomicPtr<Segment>,
+    /// Zero-sized under std. Under loom, reads of the bytes go through `with` and recycling goes
+    /// through `with_mut`, so loom reports a reuse that is not ordered after every read.
+    access: UnsafeCell<()>,
+}
+
+// SAFETY: the bytes behind `ptr` are plain `u8`s owned by the segment. Concurrent access is
+// disjoint by construction: the writer writes only at or above the published `write_pos`, readers
+// read only below it, and a segment is rewritten only after `Arc::get_mut` proves no reader, view
+// or link still refers to it.
+unsafe impl Send for Segment {}
+// SAFETY: as for `Send`; shared references only read published bytes or use atomics.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// Allocates a segment of at least `cap` bytes starting at stream offset `start`, or `None`
+    /// when the allocator refuses (never aborts the process).
+    pub(crate) fn try_new(start: u64, cap: usize) -> Option<Arc<Segment>> {
+        let cap = cap.max(1);
+        let mut v: Vec<u8> = Vec::new();
+        v.try_reserve_exact(cap).ok()?;
+        let mut v = std::mem::ManuallyDrop::new(v);
+        let cap = v.capacity();
+        let ptr = NonNull::new(v.as_mut_ptr())?;
+        if cap >= HUGE_PAGE_THRESHOLD {
+            advise_huge_pages(ptr, cap);
+        }
+        Some(Arc::new(Segment {
+            start,
+            ptr,
+            cap,
+            next: AtomicPtr::new(std::ptr::null_mut()),
+            access: UnsafeCell::new(()),
+        }))
+    }
+
+    #[inline]
+    pub(crate) fn start(&self) -> u64 {
+        self.start
+    }
+
+    #[inline]
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Stream offset one past the last byte this segment can hold.
+    #[inline]
+    pub(crate) fn end(&self) -> u64 {
+        self.start + self.cap as u64
+    }
+
+    /// Makes a segment that nobody else refers to hold the bytes from `start` on.
+    pub(crate) fn reset(&mut self, start: u64) {
+        self.access.with_mut(|_| ());
+        self.start = start;
+        debug_assert!(self.next.load(Ordering::Relaxed).is_null());
+    }
+
+    /// Copies `src` into the segment at `offset`.
+    ///
+    /// # Safety
+    /// `offset + src.len() <= cap`, the range lies at or above the published write position, and
+    /// only the single writer calls this.
+    #[inline]
+    pub(crate) unsafe fn write_at(&self, offset: usize, src: &[u8]) {
+        debug_assert!(offset + src.len() <= self.cap);
+        // SAFETY: in bounds by the caller's contract; no reader reads unpublished bytes, so this
+        // range is not aliased by any shared slice.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len()) };
+    }
+
+    /// The published bytes `[offset, offset + len)`.
+    ///
+    /// # Safety
+    /// The range is in bounds and below a `write_pos` loaded with Acquire, so the writer never
+    /// writes it again while this segment is alive and unrecycled.
+    #[inline]
+    pub(crate) unsafe fn slice(&self, offset: usize, len: usize) -> &[u8] {
+        debug_assert!(offset + len <= self.cap);
+        self.access.with(|_| ());
+        // SAFETY: in bounds and immutable by the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) }
+    }
+
+    /// Raw pointer to byte `offset`, for views that outlive any borrow.
+    #[inline]
+    pub(crate) fn ptr_at(&self, offset: usize) -> *const u8 {
+        debug_assert!(offset <= self.cap);
+        // SAFETY: `offset <= cap`, so the result is in bounds or one past the end.
+        unsafe { self.ptr.as_ptr().add(offset) }
+    }
+
+    /// Links `next` after this segment and publishes it to readers.
+    pub(crate) fn link(&self, next: Arc<Segment>) {
+        let raw = Arc::into_raw(next).cast_mut();
+        // ORDERING: Release publishes the new segment's fields (start, ptr, cap) together with the
+        // pointer; readers load it with Acquire in `next`. With Relaxed a reader could follow the
+        // link and see an uninitialised segment (the loom model `segment_publication` checks it).
+        let old = self.next.swap(raw, Ordering::Release);
+        debug_assert!(old.is_null());
+    }
+
+    /// A new reference to the linked successor, if any.
+    pub(crate) fn next(&self) -> Option<Arc<Segment>> {
+        // ORDERING: pairs with the Release in `link`.
+        let raw = self.next.load(Ordering::Acquire);
+        // SAFETY: a non-null `next` is an owning `Arc::into_raw` pointer that only the reader
+        // (holding the cursor lock, as our caller does) ever takes back, so it is alive here.
+        NonNull::new(raw).map(|p| unsafe { clone_raw(p.as_ptr()) })
+    }
+
+    /// Takes the owning link to the successor (ring-mode retirement, under the cursor lock).
+    pub(crate) fn take_next(&self) -> Option<Arc<Segment>> {
+        let raw = self.next.swap(std::ptr::null_mut(), Ordering::Acquire);
+        // SAFETY: the pointer came from `Arc::into_raw` and the swap makes us its only taker.
+        NonNull::new(raw).map(|p| unsafe { Arc::from_raw(p.as_ptr().cast_const()) })
+    }
+
+    /// The raw link word, for the free list (which reuses it as its own link).
+    pub(crate) fn link_word(&self) -> &AtomicPtr<Segment> {
+        &self.next
+    }
+}
+
+/// A new `Arc` from a raw pointer that some other owner keeps alive.
+///
+/// # Safety
+/// `p` came from `Arc::into_raw` and that reference is still held while this runs.
+pub(crate) unsafe fn clone_raw(p: *mut Segment) -> Arc<Segment> {
+    // SAFETY: per the contract, the count is at least one while we add ours.
+    unsafe {
+        Arc::increment_strong_count(p.cast_const());
+        Arc::from_raw(p.cast_const())
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Unlink iteratively: a 1 GiB body in 4 KiB segments would overflow the stack if each
+        // segment's drop dropped its successor recursively.
+        let mut next = self.take_next();
+        while let Some(seg) = next {
+            next = match Arc::try_unwrap(seg) {
+                Ok(seg) => seg.take_next(),
+                Err(_) => None,
+            };
+        }
+        // SAFETY: `ptr`/`cap` came from a `Vec<u8>` we leaked in `try_new`; length 0 means no
+        // element is dropped (they are plain bytes anyway).
+        drop(unsafe { Vec::from_raw_parts(self.ptr.as_ptr(), 0, self.cap) });
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: NonNull<u8>, cap: usize) {
+    const HUGE: usize = 2 << 20;
+    let addr = ptr.as_ptr() as usize;
+    let aligned = (addr + HUGE - 1) & !(HUGE - 1);
+    let end = (addr + cap) & !(HUGE - 1);
+    if end > aligned {
+        // SAFETY: [aligned, end) lies inside our allocation and is page-aligned; MADV_HUGEPAGE is
+        // advice only and never changes the contents. Failure (THP disabled) is harmless.
+        unsafe { libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: NonNull<u8>, _cap: usize) {}
+
+/// Segments the reader has finished with in ring mode, handed back to the writer for reuse.
+///
+/// A Treiber stack with many pushers (readers, serialised by the cursor lock anyway) and a single
+/// consumer (the writer) that takes the whole stack at once with a swap, so there is no ABA.
+/// Each entry owns one reference, linked through the segment's own `next` word.
+#[derive(Debug)]
+pub(crate) struct FreeList {
+    head: AtomicPtr<Segment>,
+}
+
+impl FreeList {
+    pub(crate) fn new() -> Self {
+        Self { head: AtomicPtr::new(std::ptr::null_mut()) }
+    }
+
+    /// Gives `seg` (already unlinked from its successor) back to the writer.
+    pub(crate) fn push(&self, seg: Arc<Segment>) {
+        let raw = Arc::into_raw(seg).cast_mut();
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `raw` is alive (we own a reference) and its link word is ours to set: it
+            // was unlinked and is in no other list.
+            unsafe { (*raw).link_word().store(head, Ordering::Relaxed) };
+            // ORDERING: Release makes every read the reader did from this segment (all done
+            // under the cursor lock before retiring it) happen before the writer's Acquire swap
+            // in `take_all` and hence before it rewrites the bytes. Weakening it to Relaxed lets
+            // the writer recycle a segment a reader is still reading (loom: `ring_recycling`).
+            match self.head.compare_exchange_weak(head, raw, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Takes every segment in the list (writer only).
+    pub(crate) fn take_all(&self, out: &mut Vec<Arc<Segment>>) {
+        // ORDERING: pairs with the Release in `push`.
+        let mut raw = self.head.swap(std::ptr::null_mut(), Ordering::Acquire);
+        while let Some(p) = NonNull::new(raw) {
+            // SAFETY: every entry is an owning `into_raw` pointer and the swap made us its owner.
+            let seg = unsafe { Arc::from_raw(p.as_ptr().cast_const()) };
+            raw = seg.link_word().swap(std::ptr::null_mut(), Ordering::Relaxed);
+            out.push(seg);
+        }
+    }
+}
+
+impl Drop for FreeList {
+    fn drop(&mut self) {
+        let mut all = Vec::new();
+        self.take_all(&mut all);
+    }
+}

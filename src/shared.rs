@@ -1,0 +1,286 @@
+//! The state the writer and the readers share: positions, the end of the stream, wake-ups.
+
+use crate::primitive::{lock, Arc, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering, UnsafeCell};
+use crate::segment::{clone_raw, FreeList, Segment};
+use crate::wait::Signal;
+use std::ptr::NonNull;
+
+/// The stream is still being written.
+pub(crate) const OPEN: u32 = 0;
+/// The writer closed it (or the content length was reached): EOF after the data.
+pub(crate) const EOF: u32 = 1;
+/// The writer aborted it: the data, then an error with the reason.
+pub(crate) const ABORTED: u32 = 2;
+
+/// Why an [`on_writable`](crate::Writer::on_writable) callback fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Writability {
+    /// Unread bytes fell below half of `max_buffered` (or there is no high-water mark).
+    Writable,
+    /// The reader side closed; further writes fail with [`WriteError::Closed`](crate::WriteError::Closed).
+    ReaderClosed,
+}
+
+pub(crate) type Hook = Box<dyn FnOnce(Writability) + Send + 'static>;
+
+/// Fixed settings of one pipe.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    pub(crate) content_length: Option<u64>,
+    pub(crate) max_buffered: Option<u64>,
+    pub(crate) max_size: u64,
+    pub(crate) first_segment: usize,
+    pub(crate) sizing: Sizing,
+}
+
+/// How the writer sizes new segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sizing {
+    /// One segment of exactly the declared content length (unbounded mode, length known).
+    Whole,
+    /// Every segment this size (ring mode, and the `segment_size` tuning knob).
+    Fixed(usize),
+    /// Start at `first_segment`, double up to `max` (unknown length).
+    Geometric { max: usize },
+}
+
+/// A snapshot of a pipe's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Bytes written (published) so far.
+    pub written: u64,
+    /// The reader's position.
+    pub read: u64,
+    /// Unread bytes (`written - read`).
+    pub buffered: u64,
+    /// The declared content length, if any.
+    pub content_length: Option<u64>,
+    /// The high-water mark, if in ring mode.
+    pub max_buffered: Option<u64>,
+    /// The writer closed the stream (or the content length was reached).
+    pub eof: bool,
+    /// The writer aborted the stream.
+    pub aborted: bool,
+    /// The reader side closed.
+    pub reader_closed: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    /// Bytes published by the writer. Release by the writer after copying; Acquire by readers.
+    pub(crate) write_pos: AtomicU64,
+    /// The reader's cursor, mirrored for lock-free queries and for the writer's ring check.
+    pub(crate) read_pos: AtomicU64,
+    /// OPEN, EOF or ABORTED; set once by the writer, after its last `write_pos` store.
+    pub(crate) end: AtomicU32,
+    /// Written once, before `end` becomes ABORTED (Release), read only after seeing ABORTED (Acquire).
+    reason: UnsafeCell<Option<Box<str>>>,
+    /// The reader hung up.
+    pub(crate) reader_closed: AtomicBool,
+    /// The first segment, as an owning `Arc::into_raw` pointer; published once by the writer.
+    head: AtomicPtr<Segment>,
+    /// Readers park here waiting for data or the end.
+    pub(crate) data: Signal,
+    /// The writer parks here waiting for room (ring mode).
+    pub(crate) space: Signal,
+    /// Whether `hook` may hold a callback; lets readers skip the mutex on every read.
+    hook_armed: AtomicBool,
+    hook: Mutex<Option<Hook>>,
+    /// Ring mode: segments the reader is done with, for the writer to reuse.
+    pub(crate) free: FreeList,
+}
+
+// SAFETY: `reason` is the only non-Sync field. It is written once by the writer before the
+// Release store of ABORTED and read only after an Acquire load that saw ABORTED, so the write
+// happens before every read and no two threads ever access it in conflict.
+unsafe impl Sync for Shared {}
+// SAFETY: every field is Send (the hook is `Send`); see above for `reason`.
+unsafe impl Send for Shared {}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            config,
+            write_pos: AtomicU64::new(0),
+            read_pos: AtomicU64::new(0),
+            end: AtomicU32::new(OPEN),
+            reason: UnsafeCell::new(None),
+            reader_closed: AtomicBool::new(false),
+            head: AtomicPtr::new(std::ptr::null_mut()),
+            data: Signal::new(),
+            space: Signal::new(),
+            hook_armed: AtomicBool::new(false),
+            hook: Mutex::new(None),
+            free: FreeList::new(),
+        }
+    }
+
+    /// Publishes the first segment (writer, once).
+    pub(crate) fn publish_head(&self, seg: Arc<Segment>) {
+        // ORDERING: Release publishes the segment's fields with the pointer; see `Segment::link`.
+        let old = self.head.swap(Arc::into_raw(seg).cast_mut(), Ordering::Release);
+        debug_assert!(old.is_null());
+    }
+
+    /// A new reference to the first segment, if the writer has published one (cursor lock held).
+    pub(crate) fn head(&self) -> Option<Arc<Segment>> {
+        // ORDERING: pairs with the Release in `publish_head`.
+        let raw = self.head.load(Ordering::Acquire);
+        // SAFETY: the head reference is released only by `take_head`, which runs under the cursor
+        // lock like our caller, so it is alive here.
+        NonNull::new(raw).map(|p| unsafe { clone_raw(p.as_ptr()) })
+    }
+
+    /// Drops the chain's reference to the first segment (ring-mode retirement, cursor lock held).
+    pub(crate) fn take_head(&self) -> Option<Arc<Segment>> {
+        let raw = self.head.swap(std::ptr::null_mut(), Ordering::Acquire);
+        // SAFETY: an owning `into_raw` pointer; the swap makes us its only taker.
+        NonNull::new(raw).map(|p| unsafe { Arc::from_raw(p.as_ptr().cast_const()) })
+    }
+
+    /// Ends the stream (writer). Returns false if it had already ended (first end wins).
+    pub(crate) fn finish(&self, abort_reason: Option<String>) -> bool {
+        let state = if abort_reason.is_some() { ABORTED } else { EOF };
+        if self.end.load(Ordering::Relaxed) != OPEN {
+            return false;
+        }
+        if let Some(r) = abort_reason {
+            // SAFETY: only the single writer gets here, once (the stream is still OPEN and `finish`
+            // consumes the writer), and no reader reads `reason` before seeing ABORTED below.
+            self.reason.with_mut(|p| unsafe { *p = Some(r.into_boxed_str()) });
+        }
+        // ORDERING: Release orders every earlier `write_pos` store (and the reason) before the
+        // end; a reader that loads `end` with Acquire *before* loading `write_pos` therefore sees
+        // the final position and never reports EOF early (loom: `close_after_writes`).
+        self.end.store(state, Ordering::Release);
+        self.data.notify();
+        // The writer is gone: a pending writable-callback can never be useful.
+        self.disarm_hook();
+        true
+    }
+
+    /// The abort reason, once `end` has been seen as ABORTED with Acquire.
+    pub(crate) fn reason(&self) -> String {
+        // SAFETY: callers saw ABORTED with an Acquire load, which the write in `finish` precedes.
+        self.reason.with(|p| unsafe { (*p).as_deref().unwrap_or("aborted").to_owned() })
+    }
+
+    /// The stream's end state and the write position, in the order that makes EOF trustworthy.
+    #[inline]
+    pub(crate) fn end_and_written(&self) -> (u32, u64) {
+        // ORDERING: `end` first, with Acquire: if it says EOF/ABORTED, the `write_pos` loaded after
+        // it is final. In the other order a reader could pair a stale position with a new EOF.
+        let end = self.end.load(Ordering::Acquire);
+        let written = self.write_pos.load(Ordering::Acquire);
+        (end, written)
+    }
+
+    /// Unread bytes now.
+    #[inline]
+    pub(crate) fn buffered(&self) -> u64 {
+        // Load the reader's position first: it never passes the write position, so this
+        // difference cannot underflow even though the two loads are not one snapshot.
+        let read = self.read_pos.load(Ordering::Acquire);
+        let written = self.write_pos.load(Ordering::Acquire);
+        written.saturating_sub(read)
+    }
+
+    /// Whether the writer has room under the high-water mark.
+    pub(crate) fn has_room(&self) -> bool {
+        self.config.max_buffered.is_none_or(|m| self.buffered() < m)
+    }
+
+    fn below_low_water(&self) -> bool {
+        self.config.max_buffered.is_none_or(|m| self.buffered() < m.div_ceil(2))
+    }
+
+    /// Installs a one-shot writable callback (writer side).
+    pub(crate) fn arm_hook(&self, hook: Hook) {
+        if self.reader_closed.load(Ordering::Acquire) {
+            hook(Writability::ReaderClosed);
+            return;
+        }
+        *lock(&self.hook) = Some(hook);
+        self.hook_armed.store(true, Ordering::Relaxed);
+        // ORDERING: Dekker pair with `after_read`: we publish "armed" then re-check the room;
+        // the reader publishes its position then checks "armed". With both fences SeqCst at least
+        // one side sees the other, so a callback armed while the reader frees room always fires.
+        crate::primitive::fence(Ordering::SeqCst);
+        if self.reader_closed.load(Ordering::Acquire) {
+            self.fire_hook(Writability::ReaderClosed);
+        } else if self.below_low_water() {
+            self.fire_hook(Writability::Writable);
+        }
+    }
+
+    pub(crate) fn disarm_hook(&self) {
+        self.hook_armed.store(false, Ordering::Relaxed);
+        drop(lock(&self.hook).take());
+    }
+
+    /// Runs the armed callback, if any, exactly once (whoever takes it under the lock runs it).
+    fn fire_hook(&self, why: Writability) {
+        let hook = {
+            let mut slot = lock(&self.hook);
+            self.hook_armed.store(false, Ordering::Relaxed);
+            slot.take()
+        };
+        // Run it outside the lock: it may arm a new callback.
+        if let Some(hook) = hook {
+            hook(why);
+        }
+    }
+
+    /// Reader side, after moving the cursor (Release store of `read_pos` done): wake a writer
+    /// waiting for room and fire a writable callback if one is due. Ring mode only.
+    pub(crate) fn after_read(&self) {
+        if self.config.max_buffered.is_none() {
+            return;
+        }
+        // `notify` begins with the SeqCst fence that also orders our `read_pos` store before the
+        // load of `hook_armed` below (the Dekker pair with `arm_hook`).
+        self.space.notify();
+        if self.hook_armed.load(Ordering::Relaxed) && self.below_low_water() {
+            self.fire_hook(Writability::Writable);
+        }
+    }
+
+    /// The reader hung up: fail further writes, wake everyone, tell a waiting writer.
+    pub(crate) fn close_reader(&self) {
+        if self.reader_closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.data.notify();
+        self.space.notify();
+        if self.hook_armed.load(Ordering::Relaxed) {
+            self.fire_hook(Writability::ReaderClosed);
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let (end, written) = self.end_and_written();
+        let read = self.read_pos.load(Ordering::Acquire).min(written);
+        Stats {
+            written,
+            read,
+            buffered: written - read,
+            content_length: self.config.content_length,
+            max_buffered: self.config.max_buffered,
+            eof: end == EOF,
+            aborted: end == ABORTED,
+            reader_closed: self.reader_closed.load(Ordering::Acquire),
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        drop(self.take_head());
+    }
+}

@@ -1,0 +1,364 @@
+//! The producer side: appends whole writes into segments and publishes them with one store.
+
+use crate::error::{WaitWritableError, WriteError};
+use crate::primitive::{Arc, Ordering};
+use crate::segment::Segment;
+use crate::shared::{Shared, Sizing, Stats, Writability};
+use std::io;
+use std::ops::Deref;
+use std::time::{Duration, Instant};
+
+/// The producer half of a pipe. There is exactly one, so writes need no lock.
+///
+/// Writes never block: they append the whole chunk or fail with a [`WriteError`], storing nothing.
+/// `close` ends the body normally, `abort` ends it with an error; dropping a writer without either
+/// aborts with the reason `"writer dropped"`, so a reader never waits on a producer that is gone.
+///
+/// ```
+/// use std::io::Read;
+///
+/// let (mut w, r) = bodypipe::pipe();
+/// w.write(b"hello ")?;
+/// w.write(b"world")?;
+/// w.close();
+/// let mut body = String::new();
+/// (&r).read_to_string(&mut body)?;
+/// assert_eq!(body, "hello world");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Writer {
+    shared: Arc<Shared>,
+    /// The segment being filled, if any.
+    tail: Option<Arc<Segment>>,
+    /// Our own copy of `write_pos`: only this writer changes it.
+    pos: u64,
+    /// Size of the next segment to allocate (geometric growth up to the cap).
+    next_size: usize,
+    /// Ring mode: retired segments taken from the free list, candidates for reuse.
+    spare: Vec<Arc<Segment>>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("written", &self.pos).field("shared", &self.shared).finish()
+    }
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let next_size = shared.config.first_segment;
+        Self { shared, tail: None, pos: 0, next_size, spare: Vec::new(), finished: false }
+    }
+
+    /// Appends `data` whole, or stores nothing and says why. Never blocks.
+    ///
+    /// ```
+    /// use bodypipe::{Builder, WriteError};
+    ///
+    /// let (mut w, r) = Builder::new().content_length(4).build()?;
+    /// assert_eq!(w.write(b"abcde"), Err(WriteError::ExceedsContentLength));
+    /// w.write(b"abcd")?;
+    /// assert_eq!(r.available(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write(&mut self, data: &[u8]) -> Result<(), WriteError> {
+        self.write_slices(&[data])
+    }
+
+    /// Appends the concatenation of `parts` as one write: readers see all of it or none of it.
+    ///
+    /// This is how a gather list (Erlang iodata, `write_vectored`) stays one atomic append.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write_slices(&[&b"head"[..], &b"er"[..]])?;
+    /// assert_eq!(r.available(), 6);
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
+    pub fn write_slices<B: Deref<Target = [u8]>>(&mut self, parts: &[B]) -> Result<(), WriteError> {
+        let n = parts.iter().try_fold(0u64, |acc, p| acc.checked_add(p.len() as u64)).ok_or(WriteError::TooLarge)?;
+        let new_pos = self.admit(n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        self.append(parts, n)?;
+        self.publish(new_pos);
+        Ok(())
+    }
+
+    /// Checks a write of `n` bytes against every limit; returns the position after it.
+    fn admit(&self, n: u64) -> Result<u64, WriteError> {
+        let shared = &*self.shared;
+        // Relaxed is enough: a close that happens-before this call (the documented contract) is
+        // visible through that happens-before; a racing close may let one more write through,
+        // which is indistinguishable from the write having come first.
+        if shared.reader_closed.load(Ordering::Relaxed) {
+            return Err(WriteError::Closed);
+        }
+        let new_pos = self.pos.checked_add(n).ok_or(WriteError::TooLarge)?;
+        if shared.config.content_length.is_some_and(|cl| new_pos > cl) {
+            return Err(WriteError::ExceedsContentLength);
+        }
+        if new_pos > shared.config.max_size {
+            return Err(WriteError::TooLarge);
+        }
+        if let Some(max) = shared.config.max_buffered {
+            // The high-water mark: a write is accepted whole while unread bytes are below it, so a
+            // single chunk larger than the mark is never refused forever.
+            let read = shared.read_pos.load(Ordering::Acquire);
+            if n > 0 && self.pos.saturating_sub(read) >= max {
+                return Err(WriteError::Full);
+            }
+        }
+        Ok(new_pos)
+    }
+
+    /// Copies the bytes into the tail and, if needed, into new segments allocated first.
+    /// Nothing becomes visible until `publish`.
+    fn append<B: Deref<Target = [u8]>>(&mut self, parts: &[B], n: u64) -> Result<(), WriteError> {
+        let room = self.tail.as_ref().map_or(0, |t| t.end() - self.pos);
+        if n <= room {
+            let tail = self.tail.as_ref().ok_or(WriteError::OutOfMemory)?;
+            let mut off = (self.pos - tail.start()) as usize;
+            for p in parts {
+                // SAFETY: `off + p.len() <= cap` because the whole write fits in the room; the range is
+                // above the published position; we are the only writer.
+                unsafe { tail.write_at(off, p) };
+                off += p.len();
+            }
+            return Ok(());
+        }
+        // Allocate (or recycle) every segment the write needs before copying anything, so an
+        // allocation failure leaves the stream exactly as it was.
+        let mut fresh: Vec<Arc<Segment>> = Vec::new();
+        let mut start = self.tail.as_ref().map_or(self.pos, |t| t.end());
+        let mut need = n - room;
+        while need > 0 {
+            let seg = match self.obtain(start, need) {
+                Some(seg) => seg,
+                None => {
+                    self.spare.append(&mut fresh);
+                    return Err(WriteError::OutOfMemory);
+                }
+            };
+            if fresh.try_reserve(1).is_err() {
+                self.spare.push(seg);
+                self.spare.append(&mut fresh);
+                return Err(WriteError::OutOfMemory);
+            }
+            need = need.saturating_sub(seg.cap() as u64);
+            start = seg.end();
+            fresh.push(seg);
+        }
+        let mut dst = self.tail.iter().chain(fresh.iter());
+        let mut seg = dst.next().ok_or(WriteError::OutOfMemory)?;
+        let mut off = (self.pos - seg.start()) as usize;
+        for p in parts {
+            let mut src: &[u8] = p;
+            while !src.is_empty() {
+                if off == seg.cap() {
+                    seg = dst.next().ok_or(WriteError::OutOfMemory)?;
+                    off = 0;
+                }
+                let take = src.len().min(seg.cap() - off);
+                // SAFETY: `off + take <= cap`; above the published position; single writer.
+                unsafe { seg.write_at(off, &src[..take]) };
+                off += take;
+                src = &src[take..];
+            }
+        }
+        let mut prev = self.tail.take();
+        for seg in fresh {
+            match &prev {
+                Some(p) => p.link(seg.clone()),
+                None => self.shared.publish_head(seg.clone()),
+            }
+            prev = Some(seg);
+        }
+        self.tail = prev;
+        Ok(())
+    }
+
+    /// A segment for stream offset `start` holding at least part of `need` bytes: recycled in
+    /// ring mode when one is free and unpinned, else newly allocated. `None` on allocation failure.
+    fn obtain(&mut self, start: u64, need: u64) -> Option<Arc<Segment>> {
+        let config = self.shared.config;
+        if config.max_buffered.is_some() {
+            if self.spare.is_empty() {
+                self.shared.free.take_all(&mut self.spare);
+            }
+            while let Some(mut seg) = self.spare.pop() {
+                // A view or a BufRead borrow may still point into a retired segment: `get_mut`
+                // proves nobody does (it is the Acquire side of every other owner's release).
+                if let Some(s) = Arc::get_mut(&mut seg) {
+                    s.reset(start);
+                    return Some(seg);
+                }
+            }
+        }
+        let limit = config.content_length.unwrap_or(config.max_size).saturating_sub(start).max(1);
+        let size = match config.sizing {
+            // Unbounded with a known length: one contiguous segment of exactly that length, so a
+            // memoryview of the whole body is always zero-copy. Its pages are faulted in only as
+            // they are written, so a large declared length costs nothing up front.
+            Sizing::Whole => limit,
+            Sizing::Fixed(n) => n as u64,
+            Sizing::Geometric { max } => {
+                let want = usize::try_from(need).unwrap_or(usize::MAX);
+                let size = self.next_size.max(want.min(max));
+                self.next_size = self.next_size.saturating_mul(2).min(max);
+                size as u64
+            }
+        };
+        let size = size.min(limit);
+        Segment::try_new(start, usize::try_from(size).ok()?)
+    }
+
+    /// Makes everything up to `new_pos` visible and wakes a parked reader.
+    fn publish(&mut self, new_pos: u64) {
+        self.pos = new_pos;
+        // ORDERING: Release publishes the bytes copied (and segments linked) above: a reader that
+        // loads `write_pos` with Acquire and sees `new_pos` sees every one of those bytes. With
+        // Relaxed a reader could copy bytes that are not there yet (loom: `bytes_in_order`).
+        self.shared.write_pos.store(new_pos, Ordering::Release);
+        if self.shared.config.content_length == Some(new_pos) {
+            // Reaching the declared length is EOF.
+            self.finished = self.shared.finish(None) || self.finished;
+        } else {
+            self.shared.data.notify();
+        }
+    }
+
+    /// Ends the body: readers get every byte, then EOF.
+    pub fn close(mut self) {
+        self.shared.finish(None);
+        self.finished = true;
+    }
+
+    /// Ends the body with an error: readers get every byte written so far, then
+    /// `io::ErrorKind::ConnectionAborted` carrying `reason`.
+    ///
+    /// ```
+    /// use std::io::Read;
+    ///
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"partial")?;
+    /// w.abort("client disconnected");
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!((&r).read(&mut buf)?, 7);
+    /// let err = (&r).read(&mut buf).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted);
+    /// assert_eq!(err.to_string(), "client disconnected");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn abort(mut self, reason: impl Into<String>) {
+        self.shared.finish(Some(reason.into()));
+        self.finished = true;
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.pos
+    }
+
+    /// Bytes written but not yet read.
+    pub fn buffered(&self) -> u64 {
+        self.shared.buffered()
+    }
+
+    /// Whether the reader side has closed (further writes fail with [`WriteError::Closed`]).
+    pub fn is_reader_closed(&self) -> bool {
+        self.shared.reader_closed.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the pipe's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Blocks until a write would be admitted under the high-water mark (at once outside ring
+    /// mode), the reader closes, or `timeout` passes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bodypipe::{Builder, WaitWritableError, WriteError};
+    ///
+    /// let (mut w, r) = Builder::new().max_buffered(4).build()?;
+    /// w.write(b"abcd")?;
+    /// assert_eq!(w.write(b"e"), Err(WriteError::Full));
+    /// assert_eq!(w.wait_writable(Some(Duration::from_millis(1))), Err(WaitWritableError::TimedOut));
+    /// r.skip(4);
+    /// w.wait_writable(None)?;
+    /// w.write(b"e")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_writable(&self, timeout: Option<Duration>) -> Result<(), WaitWritableError> {
+        let shared = &*self.shared;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let closed = || shared.reader_closed.load(Ordering::Acquire);
+        let ok = shared.space.wait_until(|| closed() || shared.has_room(), deadline);
+        if closed() {
+            Err(WaitWritableError::ReaderClosed)
+        } else if ok {
+            Ok(())
+        } else {
+            Err(WaitWritableError::TimedOut)
+        }
+    }
+
+    /// Registers a one-shot callback for when writing makes sense again.
+    ///
+    /// It fires at once, on this thread, if unread bytes are already below half of
+    /// `max_buffered` (always, outside ring mode); otherwise later on the thread whose read frees
+    /// the room, or that closes the reader ([`Writability::ReaderClosed`]). Keep it short and
+    /// non-blocking (send a message). A new callback replaces a pending one, which is dropped
+    /// unfired; closing or aborting the writer drops it too.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use bodypipe::{Builder, Writability};
+    ///
+    /// let (mut w, r) = Builder::new().max_buffered(8).build()?;
+    /// w.write(&[0; 8])?;
+    /// let (tx, rx) = mpsc::channel();
+    /// w.on_writable(move |why| tx.send(why).unwrap_or(()));
+    /// assert!(rx.try_recv().is_err()); // full: not yet
+    /// r.skip(8);                       // the reader frees room: the callback runs here
+    /// assert_eq!(rx.try_recv(), Ok(Writability::Writable));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_writable(&self, hook: impl FnOnce(Writability) + Send + 'static) {
+        self.shared.arm_hook(Box::new(hook));
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared.finish(Some("writer dropped".to_owned()));
+        }
+    }
+}
+
+impl io::Write for Writer {
+    /// Writes the whole buffer or fails; `Full` maps to `WouldBlock`, `Closed` to `BrokenPipe`.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Writer::write(self, buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.write_slices(bufs)?;
+        Ok(bufs.iter().map(|b| b.len()).sum())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Writer::write(self, buf)?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
