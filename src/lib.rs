@@ -33,6 +33,7 @@
 #![warn(missing_debug_implementations)]
 
 mod error;
+mod hook;
 mod primitive;
 mod reader;
 mod search;

@@ -78,6 +78,11 @@ struct Cursor {
 impl Cursor {
     /// Follows the published links until `segs` covers `upto` (bytes below it are published).
     fn discover(&mut self, shared: &Shared, upto: u64) {
+        if upto == 0 {
+            // Nothing is needed, and `head` may only be followed once a non-zero `write_pos` has
+            // been loaded with Acquire (see `Shared::head`).
+            return;
+        }
         if self.segs.is_empty() {
             match shared.head() {
                 Some(head) => self.segs.push_back(head),
@@ -155,6 +160,10 @@ impl Cursor {
         if shared.config.max_buffered.is_none() {
             return;
         }
+        // A cursor moved without copying (`skip`, `seek`) has not discovered the segments it
+        // passed; without this they would never be retired and ring memory would grow with the
+        // body. `pos` is at most a `write_pos` our caller loaded with Acquire.
+        self.discover(shared, self.pos);
         while self.segs.len() > 1 && self.segs[0].end() <= self.pos {
             let Some(old) = self.segs.pop_front() else { break };
             self.idx = self.idx.saturating_sub(1);
@@ -298,19 +307,37 @@ impl Reader {
     /// Atomic with respect to other threads reading the same cursor: a line is never split
     /// between two readers. A scan that finds no delimiter is remembered, so a long line that
     /// arrives in many small writes is scanned once, not once per write.
+    ///
+    /// Ring mode: the writer cannot add a byte while `max_buffered` bytes are unread, so a line
+    /// that long could never complete in place; it is consumed into `out` as it arrives instead
+    /// (as `std::io::BufRead::read_until` does). Such a line may then interleave with reads by
+    /// other threads, and if the read fails (timeout, abort) the bytes taken so far are in `out`.
     pub fn read_until(
         &self,
         delim: u8,
         out: &mut Vec<u8>,
-        limit: Option<usize>,
+        mut limit: Option<usize>,
         deadline: Option<Instant>,
     ) -> io::Result<usize> {
+        let mut total = 0;
         loop {
             match self.try_read_until(delim, out, limit)? {
-                Some(n) => return Ok(n),
+                Some(n) => return Ok(total + n),
                 None => {
-                    let want = self.available().saturating_add(1);
-                    self.wait(want, deadline)?;
+                    let avail = self.available();
+                    if self.shared.config.max_buffered.is_some_and(|m| avail as u64 >= m) {
+                        let before = out.len();
+                        let take = limit.map_or(avail, |l| l.min(avail));
+                        if let Some(n) = self.try_read_until(delim, out, Some(take))? {
+                            total += n;
+                            if n == 0 || out[before..].last() == Some(&delim) || limit == Some(n) {
+                                return Ok(total);
+                            }
+                            limit = limit.map(|l| l - n);
+                        }
+                        continue;
+                    }
+                    self.wait(avail.saturating_add(1), deadline)?;
                 }
             }
         }
@@ -526,13 +553,48 @@ impl Reader {
                 return Err(SeekError::BeforeWindow.into());
             }
         }
+        let back = target < cur.pos;
         cur.pos = target;
         cur.scanned = target;
         cur.idx = cur.segs.len();
         cur.moved(&self.shared);
         drop(cur);
+        if back {
+            // Bytes are unread again: a thread parked in a read of this cursor must see them
+            // (no syscall unless one is parked).
+            self.shared.after_write();
+        }
         self.shared.after_read();
         Ok(target)
+    }
+
+    /// Registers a one-shot callback for when a read would not block: unread data is there, the
+    /// stream has ended, or the reader was closed. It fires at once, on this thread, if that is
+    /// already so; otherwise on the thread that makes it so (the writer's `write`, `close` or
+    /// `abort`, or a `close` here). Keep it short and non-blocking (write to an eventfd, send a
+    /// message). A new callback replaces a pending one, which is dropped unfired.
+    ///
+    /// This is what an event loop waits on instead of polling; the writer pays for it only while
+    /// a callback is armed.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    ///
+    /// let (mut w, r) = bodypipe::pipe();
+    /// let (tx, rx) = mpsc::channel();
+    /// r.on_readable(move || tx.send(()).unwrap_or(()));
+    /// assert!(rx.try_recv().is_err()); // nothing yet
+    /// w.write(b"x")?;                  // the writer's write runs the callback
+    /// assert!(rx.try_recv().is_ok());
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
+    pub fn on_readable(&self, hook: impl FnOnce() + Send + 'static) {
+        self.shared.arm_readable(Box::new(move |()| hook()));
+    }
+
+    /// The largest body this pipe accepts.
+    pub fn max_size(&self) -> u64 {
+        self.shared.config.max_size
     }
 
     /// Hangs up: the writer's next write fails with `Closed`, a writer waiting for room is told,

@@ -115,20 +115,25 @@ impl Segment {
         unsafe { self.ptr.as_ptr().add(offset) }
     }
 
-    /// Links `next` after this segment and publishes it to readers.
+    /// Links `next` after this segment.
     pub(crate) fn link(&self, next: Arc<Segment>) {
         let raw = Arc::into_raw(next).cast_mut();
-        // ORDERING: Release publishes the new segment's fields (start, ptr, cap) together with the
-        // pointer; readers load it with Acquire in `next`. With Relaxed a reader could follow the
-        // link and see an uninitialised segment (the loom model `segment_publication` checks it).
-        let old = self.next.swap(raw, Ordering::Release);
+        // ORDERING: Relaxed. Readers follow a link only to reach bytes below a `write_pos` they
+        // loaded with Acquire, and the writer links every segment a write needs before its Release
+        // store of `write_pos`; that pair is what publishes the segment's fields and bytes (loom:
+        // `segment_publication` fails when the `write_pos` store is weakened). A Release here would
+        // order nothing that pair does not already order.
+        let old = self.next.swap(raw, Ordering::Relaxed);
         debug_assert!(old.is_null());
     }
 
     /// A new reference to the linked successor, if any.
+    ///
+    /// Call only after an Acquire load of `write_pos` that covers bytes in the successor (see
+    /// `link`), with the cursor lock held.
     pub(crate) fn next(&self) -> Option<Arc<Segment>> {
-        // ORDERING: pairs with the Release in `link`.
-        let raw = self.next.load(Ordering::Acquire);
+        // ORDERING: Relaxed; see `link`.
+        let raw = self.next.load(Ordering::Relaxed);
         // SAFETY: a non-null `next` is an owning `Arc::into_raw` pointer that only the reader
         // (holding the cursor lock, as our caller does) ever takes back, so it is alive here.
         NonNull::new(raw).map(|p| unsafe { clone_raw(p.as_ptr()) })

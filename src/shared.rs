@@ -1,6 +1,7 @@
 //! The state the writer and the readers share: positions, the end of the stream, wake-ups.
 
-use crate::primitive::{lock, Arc, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering, UnsafeCell};
+use crate::hook::OneShot;
+use crate::primitive::{Arc, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::segment::{clone_raw, FreeList, Segment};
 use crate::wait::Signal;
 use std::ptr::NonNull;
@@ -20,8 +21,6 @@ pub enum Writability {
     /// The reader side closed; further writes fail with [`WriteError::Closed`](crate::WriteError::Closed).
     ReaderClosed,
 }
-
-pub(crate) type Hook = Box<dyn FnOnce(Writability) + Send + 'static>;
 
 /// Fixed settings of one pipe.
 #[derive(Debug, Clone, Copy)]
@@ -83,9 +82,10 @@ pub(crate) struct Shared {
     pub(crate) data: Signal,
     /// The writer parks here waiting for room (ring mode).
     pub(crate) space: Signal,
-    /// Whether `hook` may hold a callback; lets readers skip the mutex on every read.
-    hook_armed: AtomicBool,
-    hook: Mutex<Option<Hook>>,
+    /// The writer's one-shot "room again" callback, fired by readers.
+    writable: OneShot<Writability>,
+    /// A reader's one-shot "data or end" callback, fired by the writer (async readers).
+    readable: OneShot<()>,
     /// Ring mode: segments the reader is done with, for the writer to reuse.
     pub(crate) free: FreeList,
 }
@@ -115,23 +115,25 @@ impl Shared {
             head: AtomicPtr::new(std::ptr::null_mut()),
             data: Signal::new(),
             space: Signal::new(),
-            hook_armed: AtomicBool::new(false),
-            hook: Mutex::new(None),
+            writable: OneShot::new(),
+            readable: OneShot::new(),
             free: FreeList::new(),
         }
     }
 
     /// Publishes the first segment (writer, once).
     pub(crate) fn publish_head(&self, seg: Arc<Segment>) {
-        // ORDERING: Release publishes the segment's fields with the pointer; see `Segment::link`.
-        let old = self.head.swap(Arc::into_raw(seg).cast_mut(), Ordering::Release);
+        // ORDERING: Relaxed, as for `Segment::link`: the first write's Release store of
+        // `write_pos`, which comes after this, is what publishes the segment to readers.
+        let old = self.head.swap(Arc::into_raw(seg).cast_mut(), Ordering::Relaxed);
         debug_assert!(old.is_null());
     }
 
-    /// A new reference to the first segment, if the writer has published one (cursor lock held).
+    /// A new reference to the first segment, if the writer has published one (cursor lock held,
+    /// after an Acquire load of a non-zero `write_pos`).
     pub(crate) fn head(&self) -> Option<Arc<Segment>> {
-        // ORDERING: pairs with the Release in `publish_head`.
-        let raw = self.head.load(Ordering::Acquire);
+        // ORDERING: Relaxed; see `publish_head`.
+        let raw = self.head.load(Ordering::Relaxed);
         // SAFETY: the head reference is released only by `take_head`, which runs under the cursor
         // lock like our caller, so it is alive here.
         NonNull::new(raw).map(|p| unsafe { clone_raw(p.as_ptr()) })
@@ -159,9 +161,9 @@ impl Shared {
         // end; a reader that loads `end` with Acquire *before* loading `write_pos` therefore sees
         // the final position and never reports EOF early (loom: `close_after_writes`).
         self.end.store(state, Ordering::Release);
-        self.data.notify();
+        self.after_write();
         // The writer is gone: a pending writable-callback can never be useful.
-        self.disarm_hook();
+        self.writable.disarm();
         true
     }
 
@@ -196,45 +198,43 @@ impl Shared {
         self.config.max_buffered.is_none_or(|m| self.buffered() < m)
     }
 
-    fn below_low_water(&self) -> bool {
-        self.config.max_buffered.is_none_or(|m| self.buffered() < m.div_ceil(2))
-    }
-
     /// Installs a one-shot writable callback (writer side).
-    pub(crate) fn arm_hook(&self, hook: Hook) {
+    pub(crate) fn arm_writable(&self, hook: Box<dyn FnOnce(Writability) + Send>) {
+        self.writable.arm(hook, || self.writable_due(true));
+    }
+
+    /// Why a writable callback should fire now, if it should: the reader closed, or (when
+    /// `check_room`) unread bytes fell below half of the high-water mark.
+    fn writable_due(&self, check_room: bool) -> Option<Writability> {
         if self.reader_closed.load(Ordering::Acquire) {
-            hook(Writability::ReaderClosed);
-            return;
-        }
-        *lock(&self.hook) = Some(hook);
-        self.hook_armed.store(true, Ordering::Relaxed);
-        // ORDERING: Dekker pair with `after_read`: we publish "armed" then re-check the room;
-        // the reader publishes its position then checks "armed". With both fences SeqCst at least
-        // one side sees the other, so a callback armed while the reader frees room always fires.
-        crate::primitive::fence(Ordering::SeqCst);
-        if self.reader_closed.load(Ordering::Acquire) {
-            self.fire_hook(Writability::ReaderClosed);
-        } else if self.below_low_water() {
-            self.fire_hook(Writability::Writable);
+            Some(Writability::ReaderClosed)
+        } else if check_room && self.config.max_buffered.is_none_or(|m| self.buffered() < m.div_ceil(2)) {
+            Some(Writability::Writable)
+        } else {
+            None
         }
     }
 
-    pub(crate) fn disarm_hook(&self) {
-        self.hook_armed.store(false, Ordering::Relaxed);
-        drop(lock(&self.hook).take());
+    /// Installs a one-shot readable callback (reader side): fires once data is unread, the stream
+    /// has ended, or the reader is closed; at once if that is already so.
+    pub(crate) fn arm_readable(&self, hook: Box<dyn FnOnce(()) + Send>) {
+        self.readable.arm(hook, || self.readable_due());
     }
 
-    /// Runs the armed callback, if any, exactly once (whoever takes it under the lock runs it).
-    fn fire_hook(&self, why: Writability) {
-        let hook = {
-            let mut slot = lock(&self.hook);
-            self.hook_armed.store(false, Ordering::Relaxed);
-            slot.take()
-        };
-        // Run it outside the lock: it may arm a new callback.
-        if let Some(hook) = hook {
-            hook(why);
-        }
+    fn readable_due(&self) -> Option<()> {
+        let (end, written) = self.end_and_written();
+        let read = self.read_pos.load(Ordering::Acquire);
+        (written > read || end != OPEN || self.reader_closed.load(Ordering::Acquire)).then_some(())
+    }
+
+    /// Writer side, after publishing a write or the end: wake parked readers and fire an armed
+    /// readable callback. Costs a fence and two Relaxed loads when nobody waits.
+    #[inline]
+    pub(crate) fn after_write(&self) {
+        // `notify` begins with the SeqCst fence that also orders our publication before the load
+        // of the readable flag (the Dekker pair with `arm_readable`).
+        self.data.notify();
+        self.readable.fire_if_armed(|| Some(()));
     }
 
     /// Reader side, after moving the cursor (Release store of `read_pos` done): wake a writer
@@ -244,11 +244,9 @@ impl Shared {
             return;
         }
         // `notify` begins with the SeqCst fence that also orders our `read_pos` store before the
-        // load of `hook_armed` below (the Dekker pair with `arm_hook`).
+        // load of the writable flag (the Dekker pair with `arm_writable`).
         self.space.notify();
-        if self.hook_armed.load(Ordering::Relaxed) && self.below_low_water() {
-            self.fire_hook(Writability::Writable);
-        }
+        self.writable.fire_if_armed(|| self.writable_due(true));
     }
 
     /// The reader hung up: fail further writes, wake everyone, tell a waiting writer.
@@ -256,11 +254,9 @@ impl Shared {
         if self.reader_closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.data.notify();
+        self.after_write();
         self.space.notify();
-        if self.hook_armed.load(Ordering::Relaxed) {
-            self.fire_hook(Writability::ReaderClosed);
-        }
+        self.writable.fire_if_armed(|| Some(Writability::ReaderClosed));
     }
 
     pub(crate) fn stats(&self) -> Stats {

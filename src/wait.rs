@@ -65,8 +65,9 @@ impl Signal {
             }
         }
         loop {
-            // ORDERING: read the epoch *before* registering, so a notify that comes after our
-            // registration changes the word from this value and the futex wait returns at once.
+            // ORDERING: read the epoch before the re-check below. A notify that we miss in the
+            // re-check bumps the word after this load (its bump is Release, this load Acquire), so
+            // the futex wait compares unequal and returns at once.
             let epoch = self.epoch.word().load(Ordering::Acquire);
             self.waiters.fetch_add(1, Ordering::Relaxed);
             // ORDERING: pairs with the fence in `notify` (see there): registration, then re-check.

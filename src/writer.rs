@@ -226,7 +226,7 @@ impl Writer {
             // Reaching the declared length is EOF.
             self.finished = self.shared.finish(None) || self.finished;
         } else {
-            self.shared.data.notify();
+            self.shared.after_write();
         }
     }
 
@@ -329,7 +329,7 @@ impl Writer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn on_writable(&self, hook: impl FnOnce(Writability) + Send + 'static) {
-        self.shared.arm_hook(Box::new(hook));
+        self.shared.arm_writable(Box::new(hook));
     }
 }
 

@@ -1,0 +1,42 @@
+//! Atoms used by the NIF.
+
+rustler::atoms! {
+    ok,
+    error,
+    undefined,
+    none,
+    true_ = "true",
+    false_ = "false",
+    dirty,
+    // write / new errors
+    closed,
+    exceeds_content_length,
+    too_large,
+    full,
+    enomem,
+    system_limit,
+    // notify_writable
+    py_buffer,
+    writable,
+    // info keys
+    written,
+    read,
+    buffered,
+    eof,
+    aborted,
+    reader_closed,
+    writer_closed,
+    content_length,
+    max_buffered,
+    abort_reason,
+    // python
+    py_context,
+    initialized,
+    threads,
+    idle,
+    queued,
+    max_threads,
+    python_version,
+    python_prefix,
+    libpython,
+}

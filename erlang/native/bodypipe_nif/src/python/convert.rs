@@ -1,0 +1,235 @@
+//! Conversion between Erlang terms and Python objects (with the GIL held, on our own threads).
+//!
+//! Erlang -> Python: binary -> bytes (but a binary *map key* -> str when it is UTF-8), integer
+//! (any size) -> int, float -> float, `true`/`false` -> bool, `none`/`undefined` -> None, other
+//! atoms -> str, list -> list, tuple -> tuple, map -> dict, a `py_buffer` -> `PyBuffer` reading
+//! the same stream, an opaque Python reference -> the object it holds.
+//!
+//! Python -> Erlang: None -> `none`, bool -> `true`/`false`, int -> integer, float -> float,
+//! str -> UTF-8 binary, bytes/bytearray -> binary, list -> list, tuple -> tuple, dict -> map;
+//! anything else -> an opaque reference that can be passed back into later calls.
+
+use pyo3::exceptions::{PyRecursionError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use rustler::{Binary, Encoder, Env, Term, TermType};
+
+use crate::buffer::BufferRes;
+
+/// Deepest nesting converted either way; deeper (or cyclic) structures raise `RecursionError`
+/// instead of overflowing the thread's stack.
+pub const MAX_DEPTH: usize = 512;
+
+/// An arbitrary Python object held by Erlang.
+pub struct PyObjRes {
+    obj: Py<PyAny>,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for PyObjRes {}
+
+// Dropping `Py<PyAny>` without the GIL (the resource destructor runs on a scheduler) defers the
+// decref to pyo3's reference pool, processed the next time a thread attaches: no GIL wait on a
+// scheduler.
+
+fn too_deep() -> PyErr {
+    PyRecursionError::new_err("structure nested too deeply to convert")
+}
+
+/// Converts an Erlang term into a Python object.
+pub fn to_py<'py>(py: Python<'py>, t: Term, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+    if depth > MAX_DEPTH {
+        return Err(too_deep());
+    }
+    match t.get_type() {
+        TermType::Atom => atom_to_py(py, t),
+        TermType::Binary => {
+            let b =
+                Binary::from_term(t).map_err(|_| PyTypeError::new_err("bitstring is not a whole number of bytes"))?;
+            Ok(PyBytes::new(py, b.as_slice()).into_any())
+        }
+        TermType::Integer => int_to_py(py, t),
+        TermType::Float => {
+            let f: f64 = t.decode().map_err(|_| PyTypeError::new_err("bad float"))?;
+            Ok(PyFloat::new(py, f).into_any())
+        }
+        TermType::List => {
+            let list = PyList::empty(py);
+            let mut cur = t;
+            loop {
+                match cur.list_get_cell() {
+                    Ok((head, tail)) => {
+                        list.append(to_py(py, head, depth + 1)?)?;
+                        cur = tail;
+                    }
+                    Err(_) if cur.is_empty_list() => break,
+                    Err(_) => return Err(PyTypeError::new_err("improper lists cannot be converted")),
+                }
+            }
+            Ok(list.into_any())
+        }
+        TermType::Tuple => {
+            let elems = rustler::types::tuple::get_tuple(t).map_err(|_| PyTypeError::new_err("bad tuple"))?;
+            let items = elems.iter().map(|e| to_py(py, *e, depth + 1)).collect::<PyResult<Vec<_>>>()?;
+            Ok(PyTuple::new(py, items)?.into_any())
+        }
+        TermType::Map => {
+            let dict = PyDict::new(py);
+            let iter = rustler::types::map::MapIterator::new(t).ok_or_else(|| PyTypeError::new_err("bad map"))?;
+            for (k, v) in iter {
+                dict.set_item(key_to_py(py, k, depth + 1)?, to_py(py, v, depth + 1)?)?;
+            }
+            Ok(dict.into_any())
+        }
+        TermType::Ref => {
+            if let Some(buf) = t.try_get_resource::<BufferRes>() {
+                let obj = bodypipe_python::wrap_reader(py, buf.reader())?;
+                return Ok(obj.into_bound(py).into_any());
+            }
+            if let Some(o) = t.try_get_resource::<PyObjRes>() {
+                return Ok(o.obj.bind(py).clone());
+            }
+            Err(PyTypeError::new_err("only py_buffer and Python object references can be passed to Python"))
+        }
+        TermType::Fun => Err(PyTypeError::new_err("Erlang funs cannot be passed to Python")),
+        TermType::Pid => Err(PyTypeError::new_err("pids cannot be passed to Python")),
+        TermType::Port => Err(PyTypeError::new_err("ports cannot be passed to Python")),
+        TermType::Unknown => Err(PyTypeError::new_err("unsupported Erlang term")),
+    }
+}
+
+fn key_to_py<'py>(py: Python<'py>, k: Term, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+    if k.get_type() == TermType::Binary {
+        if let Ok(b) = Binary::from_term(k) {
+            if let Ok(s) = std::str::from_utf8(b.as_slice()) {
+                return Ok(PyString::new(py, s).into_any());
+            }
+        }
+    }
+    to_py(py, k, depth)
+}
+
+fn atom_to_py<'py>(py: Python<'py>, t: Term) -> PyResult<Bound<'py, PyAny>> {
+    let name = t.atom_to_string().map_err(|_| PyTypeError::new_err("bad atom"))?;
+    Ok(match name.as_str() {
+        "true" => PyBool::new(py, true).to_owned().into_any(),
+        "false" => PyBool::new(py, false).to_owned().into_any(),
+        "none" | "undefined" => py.None().into_bound(py),
+        _ => PyString::new(py, &name).into_any(),
+    })
+}
+
+fn int_to_py<'py>(py: Python<'py>, t: Term) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(i) = t.decode::<i64>() {
+        return Ok(i.into_pyobject(py)?.into_any());
+    }
+    if let Ok(u) = t.decode::<u64>() {
+        return Ok(u.into_pyobject(py)?.into_any());
+    }
+    // A bignum: read its magnitude out of the external term format.
+    let etf = t.to_binary();
+    let (negative, digits) = parse_big_etf(etf.as_slice()).ok_or_else(|| PyTypeError::new_err("bad integer"))?;
+    let int_type = py.get_type::<PyInt>();
+    let n = int_type.call_method1("from_bytes", (PyBytes::new(py, digits), "little"))?;
+    if negative {
+        n.neg()
+    } else {
+        Ok(n)
+    }
+}
+
+/// Splits `SMALL_BIG_EXT` / `LARGE_BIG_EXT` into (negative, little-endian magnitude).
+fn parse_big_etf(b: &[u8]) -> Option<(bool, &[u8])> {
+    match b {
+        [131, 110, n, sign, rest @ ..] => Some((*sign != 0, rest.get(..usize::from(*n))?)),
+        [131, 111, a, b2, c, d, sign, rest @ ..] => {
+            let n = usize::try_from(u32::from_be_bytes([*a, *b2, *c, *d])).ok()?;
+            Some((*sign != 0, rest.get(..n)?))
+        }
+        _ => None,
+    }
+}
+
+/// Builds the external term format of an integer from its sign and little-endian magnitude.
+fn big_etf(negative: bool, digits: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(digits.len() + 7);
+    out.push(131);
+    if let Ok(n) = u8::try_from(digits.len()) {
+        out.extend_from_slice(&[110, n, u8::from(negative)]);
+    } else {
+        let n = u32::try_from(digits.len()).ok()?;
+        out.push(111);
+        out.extend_from_slice(&n.to_be_bytes());
+        out.push(u8::from(negative));
+    }
+    out.extend_from_slice(digits);
+    Some(out)
+}
+
+fn make_binary<'a>(env: Env<'a>, data: &[u8]) -> Term<'a> {
+    crate::binary_term(env, data)
+}
+
+/// Converts a Python object into an Erlang term.
+pub fn to_term<'a>(env: Env<'a>, obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Term<'a>> {
+    if depth > MAX_DEPTH {
+        return Err(too_deep());
+    }
+    if obj.is_none() {
+        return Ok(crate::atoms::none().encode(env));
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(b.is_true().encode(env));
+    }
+    if let Ok(i) = obj.cast::<PyInt>() {
+        if let Ok(v) = i.extract::<i64>() {
+            return Ok(v.encode(env));
+        }
+        if let Ok(v) = i.extract::<u64>() {
+            return Ok(v.encode(env));
+        }
+        let negative = i.lt(0)?;
+        let mag = if negative { i.neg()? } else { i.clone().into_any() };
+        let bits: usize = mag.call_method0("bit_length")?.extract()?;
+        let bytes = mag.call_method1("to_bytes", (bits.div_ceil(8), "little"))?;
+        let bytes = bytes.cast::<PyBytes>()?;
+        let etf =
+            big_etf(negative, bytes.as_bytes()).ok_or_else(|| PyTypeError::new_err("integer too large for Erlang"))?;
+        return env
+            .binary_to_term(&etf)
+            .map(|(t, _)| t)
+            .ok_or_else(|| PyTypeError::new_err("integer too large for Erlang"));
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return Ok(f.value().encode(env));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        let bytes = s.encode_utf8()?;
+        return Ok(make_binary(env, bytes.as_bytes()));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(make_binary(env, b.as_bytes()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(make_binary(env, &b.to_vec()));
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        let items = l.iter().map(|x| to_term(env, &x, depth + 1)).collect::<PyResult<Vec<_>>>()?;
+        return Ok(items.encode(env));
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        let items = t.iter().map(|x| to_term(env, &x, depth + 1)).collect::<PyResult<Vec<_>>>()?;
+        return Ok(rustler::types::tuple::make_tuple(env, &items));
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let mut map = rustler::types::map::map_new(env);
+        for (k, v) in d.iter() {
+            let k = to_term(env, &k, depth + 1)?;
+            let v = to_term(env, &v, depth + 1)?;
+            // Distinct Python keys can map to one Erlang key (`'a'` and `b'a'`): last one wins.
+            map = map.map_put(k, v).map_err(|_| PyTypeError::new_err("cannot build map"))?;
+        }
+        return Ok(map);
+    }
+    Ok(rustler::ResourceArc::new(PyObjRes { obj: obj.clone().unbind() }).encode(env))
+}

@@ -1,0 +1,48 @@
+#!/bin/sh
+# Builds the rustler NIF crate and installs it as priv/bodypipe_nif.so.
+# Called by rebar3 (pre_hooks in rebar.config) with the app directory as cwd.
+#   BODYPIPE_NIF_PROFILE=debug  build without optimisations (default: release)
+#   PYO3_PYTHON=/path/python3   the Python to embed (default: python3 on PATH)
+#   CARGO_TARGET_DIR            honoured; default is the workspace's target/
+#   BODYPIPE_SKIP_NIF_BUILD=1   use the priv/bodypipe_nif.so already there (prebuilt)
+set -eu
+APP_DIR=$(pwd)
+WORKSPACE=$(cd "$APP_DIR/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$WORKSPACE/target}
+PROFILE=${BODYPIPE_NIF_PROFILE:-release}
+
+if [ "${1:-}" = "clean" ]; then
+    rm -f "$APP_DIR/priv/bodypipe_nif.so"
+    exit 0
+fi
+
+if [ -n "${BODYPIPE_SKIP_NIF_BUILD:-}" ] && [ -f "$APP_DIR/priv/bodypipe_nif.so" ]; then
+    exit 0
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        PATH="$HOME/.cargo/bin:$PATH"
+        export PATH
+    else
+        echo "native/build.sh: cargo not found (install Rust: https://rustup.rs)" >&2
+        exit 1
+    fi
+fi
+
+if [ "$PROFILE" = "release" ]; then
+    cargo build --manifest-path "$APP_DIR/native/bodypipe_nif/Cargo.toml" --release
+else
+    cargo build --manifest-path "$APP_DIR/native/bodypipe_nif/Cargo.toml"
+    PROFILE=debug
+fi
+
+mkdir -p "$APP_DIR/priv"
+SRC="$TARGET_DIR/$PROFILE/libbodypipe_nif.so"
+if [ ! -f "$SRC" ]; then
+    echo "native/build.sh: $SRC not found after cargo build" >&2
+    exit 1
+fi
+# Copy to a temporary name, then rename: a VM that has the old library mapped keeps its inode.
+cp "$SRC" "$APP_DIR/priv/.bodypipe_nif.so.tmp"
+mv -f "$APP_DIR/priv/.bodypipe_nif.so.tmp" "$APP_DIR/priv/bodypipe_nif.so"

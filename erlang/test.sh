@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the Erlang binding's Common Test suites and prints one closing line
+# "erlang: N passed, N failed" (exit status non-zero on any failure).
+# Needs: Debian's erlang (OTP 25+) and rebar3, cargo, and a CPython with a
+# shared libpython (PYO3_PYTHON=/path/to/python3 to choose; default python3).
+set -uo pipefail
+cd "$(dirname "$0")"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+rebar3 ct "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+out=$(sed 's/\x1b\[[0-9;]*m//g' "$log")
+passed=0; failed=0
+if [[ $out =~ All\ ([0-9]+)\ tests\ passed ]]; then
+    passed=${BASH_REMATCH[1]}
+else
+    [[ $out =~ Passed\ ([0-9]+)\ tests ]] && passed=${BASH_REMATCH[1]}
+    [[ $out =~ Failed\ ([0-9]+)\ tests ]] && failed=${BASH_REMATCH[1]}
+fi
+if [[ $status -ne 0 && $failed -eq 0 ]]; then failed=1; fi
+echo "erlang: $passed passed, $failed failed"
+exit "$status"

@@ -1,0 +1,226 @@
+%% Common Test suite for py: the embedded interpreter, conversions, and many
+%% concurrent blocked Python readers.
+-module(py_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-export([all/0, init_per_suite/1, end_per_suite/1]).
+-export([contexts/1, exec_eval/1, eval_locals/1, exceptions/1, bad_args/1,
+         to_python/1, from_python/1, big_integers/1, opaque_refs/1, call_forms/1,
+         builtin_modules/1, c_extensions/1, pinned_libpython/1,
+         buffer_is_pybuffer/1, many_blocked_readers/1]).
+
+all() ->
+    [contexts, exec_eval, eval_locals, exceptions, bad_args, to_python, from_python,
+     big_integers, opaque_refs, call_forms, builtin_modules, c_extensions,
+     pinned_libpython, buffer_is_pybuffer, many_blocked_readers].
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(bodypipe),
+    Data = list_to_binary(?config(data_dir, Config)),
+    {ok, _} = py:eval(py:context(default), <<"__import__('sys').path.insert(0, d.decode())">>, #{<<"d">> => Data}),
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+contexts(_Config) ->
+    A = py:context(a), A2 = py:context(a), B = py:context({b, 1}),
+    ok = py:exec(A, <<"x = 1">>),
+    ok = py:exec(B, "x = 2"),                       % chardata works too
+    {ok, 1} = py:eval(A2, <<"x">>),
+    {ok, 2} = py:eval(B, <<"x">>),
+    {error, {<<"NameError">>, _}} = py:eval(py:context(c), <<"x">>),
+    ok.
+
+exec_eval(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    ok = py:exec(C, <<"def f(a, b):\n    return a * b\n">>),
+    {ok, 42} = py:eval(C, <<"f(6, 7)">>),
+    {ok, <<"é"/utf8>>} = py:eval(C, <<"'é'"/utf8>>),
+    {ok, [0, 1, 4]} = py:eval(C, <<"[i*i for i in range(3)]">>),
+    ok.
+
+eval_locals(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    ok = py:exec(C, <<"k = 10">>),
+    {ok, 13} = py:eval(C, <<"k + n">>, #{<<"n">> => 3}),
+    %% visible inside comprehensions too, and not persisted
+    {ok, [20, 30]} = py:eval(C, <<"[x * k for x in xs]">>, #{<<"xs">> => [2, 3]}),
+    {error, {<<"NameError">>, _}} = py:eval(C, <<"n">>),
+    ok.
+
+exceptions(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    {error, {<<"SyntaxError">>, _}} = py:exec(C, <<"def (">>),
+    {error, {<<"ZeroDivisionError">>, <<"division by zero">>}} = py:eval(C, <<"1/0">>),
+    {error, {<<"ValueError">>, <<"nope">>}} = py:call(py_helpers, boom, [nope]),
+    {error, {<<"ModuleNotFoundError">>, _}} = py:call(no_such_module_xyz, f, []),
+    {error, {<<"AttributeError">>, _}} = py:call(py_helpers, no_such_fn, []),
+    {error, {<<"TypeError">>, _}} = py:call(py_helpers, echo, [self()]),   % pid: no Python equivalent
+    {error, {<<"TypeError">>, _}} = py:call(py_helpers, echo, [fun() -> ok end]),
+    {error, {<<"TypeError">>, _}} = py:call(py_helpers, echo, [[a | b]]),
+    ok.
+
+bad_args(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    ?assertError(badarg, py:exec(C, <<"x = 1", 0, "y">>)),        % NUL byte in code
+    ?assertError(badarg, py:exec(C, 42)),
+    ?assertError(badarg, py:exec(not_a_context, <<"1">>)),
+    ?assertError(badarg, py:eval(C, <<"1">>, [])),
+    ?assertError(badarg, py:eval(C, <<"1">>, #{notbinary => 1})),
+    ?assertError(badarg, py:call(C, os, getcwd, not_a_list)),
+    ?assertError(badarg, py:call(C, 42, getcwd, [])),
+    ?assertError(badarg, py:call(C, os, 42, [])),
+    ok.
+
+to_python(_Config) ->
+    T = fun(V) -> {ok, Name} = py:call(py_helpers, types, [V]), Name end,
+    <<"bytes">> = T(<<"bin">>),
+    <<"int">> = T(1),
+    <<"float">> = T(1.5),
+    <<"bool">> = T(true),
+    <<"bool">> = T(false),
+    <<"NoneType">> = T(none),
+    <<"NoneType">> = T(undefined),
+    <<"str">> = T(hello),
+    <<"list">> = T([1, 2]),
+    <<"tuple">> = T({1, 2}),
+    <<"dict">> = T(#{}),
+    %% binary map keys become str; other keys convert as values
+    {ok, [<<"int">>, <<"str">>, <<"str">>, <<"tuple">>]} =
+        py:call(py_helpers, key_types, [#{<<"wsgi.input">> => 1, atom_key => 2, 3 => 3, {t} => 4}]),
+    {ok, true} = py:eval(py:context(default), <<"e['REQUEST_METHOD'] == b'POST' and e['wsgi.version'] == (1, 0)">>,
+                         #{<<"e">> => #{<<"REQUEST_METHOD">> => <<"POST">>, <<"wsgi.version">> => {1, 0}}}),
+    ok.
+
+from_python(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    {ok, none} = py:eval(C, <<"None">>),
+    {ok, true} = py:eval(C, <<"True">>),
+    {ok, false} = py:eval(C, <<"False">>),
+    {ok, -5} = py:eval(C, <<"-5">>),
+    {ok, 2.5} = py:eval(C, <<"2.5">>),
+    {ok, <<"snow ☃"/utf8>>} = py:eval(C, <<"'snow \\u2603'">>),
+    {ok, <<1, 2, 3>>} = py:eval(C, <<"bytes([1, 2, 3])">>),
+    {ok, <<"ba">>} = py:eval(C, <<"bytearray(b'ba')">>),
+    {ok, [1, [2, {3, <<"x">>}]]} = py:eval(C, <<"[1, [2, (3, 'x')]]">>),
+    {ok, #{<<"a">> := 1, 2 := [none]}} = py:eval(C, <<"{'a': 1, 2: [None]}">>),
+    {ok, {}} = py:eval(C, <<"()">>),
+    %% round trip of a nested term
+    Term = #{<<"k">> => [1, 2.0, {<<"t">>, [none, true]}], 7 => #{}},
+    {ok, Back} = py:call(py_helpers, echo, [Term]),
+    #{<<"k">> := [1, 2.0, {<<"t">>, [none, true]}], 7 := #{}} = Back,
+    %% too deep / cyclic structures fail cleanly
+    {error, {<<"RecursionError">>, _}} = py:eval(C, <<"(lambda l: (l.append(l), l)[1])([])">>),
+    ok.
+
+big_integers(_Config) ->
+    Nums = [1 bsl 63, (1 bsl 64) - 1, 1 bsl 64, -(1 bsl 63), -(1 bsl 63) - 1,
+            1 bsl 200, -(1 bsl 200) + 12345, 1 bsl 3000, -(1 bsl 3000)],
+    [{ok, N} = py:call(py_helpers, echo, [N]) || N <- Nums],
+    {ok, true} = py:eval(py:context(default), <<"n == 2**200">>, #{<<"n">> => 1 bsl 200}),
+    {ok, X} = py:eval(py:context(default), <<"-(3**500)">>),
+    X = -pow3(500),
+    ok.
+
+pow3(0) -> 1;
+pow3(N) -> 3 * pow3(N - 1).
+
+opaque_refs(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    {ok, Gen} = py:call(C, py_helpers, gen, [3]),
+    true = is_reference(Gen),
+    {ok, 0} = py:call(C, Gen, '__next__', []),
+    {ok, 1} = py:eval(C, <<"next(g)">>, #{<<"g">> => Gen}),
+    {ok, 2} = py:call(C, builtins, next, [Gen]),
+    {error, {<<"StopIteration">>, _}} = py:call(C, Gen, '__next__', []),
+    {ok, Obj} = py:call(C, py_helpers, 'Counter', []),
+    {ok, 1} = py:call(C, Obj, incr, []),
+    {ok, 6} = py:call(C, Obj, <<"incr">>, [5]),
+    {ok, S} = py:eval(C, <<"{1, 2}">>),
+    {ok, 2} = py:call(C, builtins, len, [S]),
+    ok.
+
+call_forms(_Config) ->
+    {ok, 4.0} = py:call(math, sqrt, [16.0]),
+    {ok, 4.0} = py:call(py:context(x), <<"math">>, <<"sqrt">>, [16]),
+    {ok, <<"a/b">>} = py:call('os.path', join, [a, b]),
+    {ok, <<"/">>} = py:call(os, 'path.dirname', [<<"/x">>]),
+    ok.
+
+builtin_modules(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    ok = py:exec(C, <<"from erlang import PyBuffer\nimport bodypipe, erlang">>),
+    {ok, true} = py:eval(C, <<"erlang.PyBuffer is bodypipe.PyBuffer is PyBuffer">>),
+    {ok, true} = py:eval(C, <<"erlang.BodyAborted is bodypipe.BodyAborted">>),
+    {ok, <<"built-in">>} = py:eval(C, <<"'built-in' if bodypipe.__spec__.origin == 'built-in' else bodypipe.__spec__.origin">>),
+    ok.
+
+%% ERTS loads the NIF with local scope; the NIF promotes libpython to global
+%% scope, so C extension modules resolve Py* symbols.
+c_extensions(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    ok = py:exec(C, <<"import _json, _decimal, json, decimal, _struct, math">>),
+    {ok, true} = py:eval(C, <<"json.decoder.c_scanstring is not None">>),
+    {ok, <<"0.3333333333333333333333333333">>} = py:eval(C, <<"str(decimal.Decimal(1) / 3)">>),
+    {ok, true} = py:eval(C, <<"decimal.Decimal.__module__ == 'decimal' and hasattr(_decimal, '__file__')">>),
+    {ok, #{<<"a">> := [1, 2]}} = py:eval(C, <<"json.loads('{\"a\": [1, 2]}')">>),
+    ok.
+
+%% The NIF is linked with an rpath to the libpython it was built against.
+pinned_libpython(_Config) ->
+    #{python_version := Version, python_prefix := Prefix} = bodypipe_nif:build_info(),
+    C = py:context(?FUNCTION_NAME),
+    {ok, Version} = py:eval(C, <<"__import__('sys').version.replace('\\n', ' ')">>),
+    {ok, Prefix} = py:eval(C, <<"__import__('sys').prefix">>),
+    #{libpython := Lib} = py:info(),
+    ct:log("embedded Python ~s at ~s, libpython ~s", [Version, Prefix, Lib]),
+    {match, _} = re:run(Lib, <<"^", (re_escape(Prefix))/binary>>),
+    ok.
+
+re_escape(Bin) ->
+    re:replace(Bin, <<"[.^$|()\\[\\]{}*+?\\\\]">>, <<"\\\\&">>, [global, {return, binary}]).
+
+buffer_is_pybuffer(_Config) ->
+    {ok, B} = py_buffer:new(),
+    ok = py_buffer:write(B, <<"abc">>),
+    C = py:context(?FUNCTION_NAME),
+    ok = py:exec(C, <<"from erlang import PyBuffer">>),
+    {ok, true} = py:eval(C, <<"isinstance(b, PyBuffer)">>, #{<<"b">> => B}),
+    {ok, {3, <<"abc">>}} = py:eval(C, <<"(len(b), bytes(memoryview(b)))">>, #{<<"b">> => B}),
+    %% in an environ map
+    {ok, <<"ab">>} = py:eval(C, <<"env['wsgi.input'].read(2)">>, #{<<"env">> => #{<<"wsgi.input">> => B}}),
+    ok.
+
+%% 200+ Python calls blocked in read() at once, each on its own buffer: none
+%% pins a scheduler, other Python calls still run, and all finish once written.
+many_blocked_readers(_Config) ->
+    N = 250,
+    Bufs = [begin {ok, B} = py_buffer:new(), B end || _ <- lists:seq(1, N)],
+    Self = self(),
+    T0 = erlang:monotonic_time(millisecond),
+    Pids = [spawn_link(fun() -> Self ! {self(), py:call(bp_read, read_all, [B])} end)
+            || B <- Bufs],
+    ok = wait_until(fun() -> maps:get(threads, py:info()) - maps:get(idle, py:info()) >= N end, 10000),
+    ct:log("py:info with ~p blocked readers: ~p", [N, py:info()]),
+    %% nothing can have been read yet
+    [receive {P, Early} -> ct:fail({early_result, P, Early}) after 0 -> ok end || P <- Pids],
+    %% the VM and the interpreter stay responsive
+    {ok, 2} = py:eval(py:context(default), <<"1 + 1">>),
+    [ok = py_buffer:write(B, integer_to_binary(I)) || {I, B} <- lists:zip(lists:seq(1, N), Bufs)],
+    [ok = py_buffer:close(B) || B <- Bufs],
+    Results = [receive {P, R} -> R after 10000 -> ct:fail({blocked, P}) end || P <- Pids],
+    Expected = [{ok, integer_to_binary(I)} || I <- lists:seq(1, N)],
+    Expected = Results,
+    ct:comment("~p concurrent blocked readers, done in ~p ms", [N, erlang:monotonic_time(millisecond) - T0]),
+    ok.
+
+wait_until(Fun, Timeout) when Timeout =< 0 ->
+    case Fun() of true -> ok; false -> {error, timeout} end;
+wait_until(Fun, Timeout) ->
+    case Fun() of
+        true -> ok;
+        false -> timer:sleep(50), wait_until(Fun, Timeout - 50)
+    end.

@@ -1,0 +1,305 @@
+//! loom models of the orderings between write, close, abort, read, ring recycling and the waits.
+//!
+//! Run with `LOOM_MAX_PREEMPTIONS=3 cargo test --release --features loom --test loom_models`.
+//! Under the `loom` feature the crate's `primitive` module swaps in loom's atomics, `Arc`, mutex,
+//! `UnsafeCell` and a futex model that really blocks (a loom mutex + condvar that re-checks the
+//! word under the lock), so a lost wake-up shows up as a loom deadlock, and a segment rewritten
+//! while a reader can still see it shows up as a loom causality violation.
+//!
+//! Each model names the ordering it guards; the README's "Verification" section records which
+//! deliberately weakened ordering each one caught.
+#![cfg(feature = "loom")]
+
+use bodypipe::{Builder, Writability, WriteError};
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use std::io::ErrorKind;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+/// Reads with blocking reads until EOF or an error; returns the bytes and the final error.
+fn drain(r: &bodypipe::Reader, step: usize) -> (Vec<u8>, Option<std::io::Error>) {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; step];
+    loop {
+        match r.read_blocking(&mut buf, None) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+}
+
+/// Bytes arrive exactly and in order across segment boundaries, and a reader parked on an empty
+/// pipe is woken by each write and by close. Guards: the Release store of `write_pos` (writer)
+/// and Acquire loads (reader); the segment link's Release/Acquire; the Dekker fences of the wait.
+#[test]
+fn bytes_in_order() {
+    model(|| {
+        let (mut w, r) = Builder::new().segment_size(2).build().unwrap();
+        let t = thread::spawn(move || {
+            w.write(&[1, 2, 3]).unwrap();
+            w.write(&[4]).unwrap();
+            w.close();
+        });
+        let (got, err) = drain(&r, 8);
+        assert!(err.is_none());
+        assert_eq!(got, [1, 2, 3, 4]);
+        t.join().unwrap();
+    });
+}
+
+/// A reader that sees EOF has seen every byte: `end` is stored with Release after the last
+/// `write_pos`, and readers load `end` before `write_pos`. Uses non-blocking reads, so the only
+/// thing that can make it fail is an early EOF.
+#[test]
+fn close_after_writes() {
+    model(|| {
+        let (mut w, r) = Builder::new().segment_size(4).build().unwrap();
+        let t = thread::spawn(move || {
+            w.write(&[7, 8]).unwrap();
+            w.close();
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4];
+        loop {
+            match r.try_read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => thread::yield_now(),
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(got, [7, 8], "EOF reported before all data");
+        assert!(r.at_eof());
+        t.join().unwrap();
+    });
+}
+
+/// `at_eof` never says true while bytes are still coming (the same ordering, seen from the
+/// polling API the reference documents).
+#[test]
+fn at_eof_not_early() {
+    model(|| {
+        let (mut w, r) = Builder::new().build().unwrap();
+        let t = thread::spawn(move || {
+            w.write(&[1]).unwrap();
+            w.close();
+        });
+        if r.at_eof() {
+            // Every byte must be consumed for at_eof: none was read, so the write must be missing.
+            panic!("at_eof before the byte was read");
+        }
+        t.join().unwrap();
+        let mut buf = [0u8; 2];
+        assert_eq!(r.try_read(&mut buf).unwrap(), 1);
+        assert!(r.at_eof());
+    });
+}
+
+/// An abort reaches a parked reader, after the data written before it, with the reason.
+/// Guards: the reason written before the Release store of ABORTED; the wake in `finish`.
+#[test]
+fn abort_reaches_parked_reader() {
+    model(|| {
+        let (mut w, r) = Builder::new().build().unwrap();
+        let t = thread::spawn(move || {
+            w.write(&[9]).unwrap();
+            w.abort("client disconnected");
+        });
+        let (got, err) = drain(&r, 4);
+        assert_eq!(got, [9]);
+        let err = err.expect("abort must surface as an error");
+        assert_eq!(err.kind(), ErrorKind::ConnectionAborted);
+        assert_eq!(err.to_string(), "client disconnected");
+        assert!(r.at_eof());
+        t.join().unwrap();
+    });
+}
+
+/// Dropping the writer wakes a parked reader with an abort (no reader waits on a dead producer).
+#[test]
+fn writer_drop_wakes_reader() {
+    model(|| {
+        let (w, r) = Builder::new().build().unwrap();
+        let t = thread::spawn(move || drop(w));
+        let (got, err) = drain(&r, 4);
+        assert!(got.is_empty());
+        assert_eq!(err.map(|e| e.kind()), Some(ErrorKind::ConnectionAborted));
+        t.join().unwrap();
+    });
+}
+
+/// Ring mode: the writer reuses retired segments while the reader keeps reading, and never
+/// rewrites a byte the reader may still copy. With one-byte segments and a high-water mark of
+/// three, the writer may write byte 4 having seen only the reader's first read, so the only thing
+/// that orders the reader's copy out of a retired segment before the writer's reuse of it is the
+/// free list's Release push / Acquire take (loom reports the reuse as a causality violation on
+/// the segment's access cell when either is weakened). Guards: the Release push / Acquire take of the free
+/// list, `Arc::get_mut`'s uniqueness check, the Release store of `read_pos` for the high-water
+/// check, and the writer-side wait (`wait_writable`) not losing the reader's wake.
+#[test]
+fn ring_recycling() {
+    model(|| {
+        let (mut w, r) = Builder::new().segment_size(1).max_buffered(3).build().unwrap();
+        let t = thread::spawn(move || {
+            for b in 1..=4u8 {
+                loop {
+                    match w.write(&[b]) {
+                        Ok(()) => break,
+                        Err(WriteError::Full) => w.wait_writable(None).unwrap(),
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            }
+            w.close();
+        });
+        let (got, err) = drain(&r, 1);
+        assert!(err.is_none());
+        assert_eq!(got, [1, 2, 3, 4]);
+        t.join().unwrap();
+    });
+}
+
+/// The hand-over of a retired segment from reader to writer is ordered by the free list alone.
+/// Two-byte segments read three bytes at a time: the read of bytes 4-6 copies byte 4 out of
+/// segment 2 and retires that segment in the same call, after every reference count change on it
+/// except the free-list push (and with no fence in between), and a high-water mark of 8 lets the
+/// writer take it without waiting for any read. Weakening the push (Release) or the take
+/// (Acquire) lets loom rewrite the segment under that read.
+#[test]
+fn ring_free_list_handover() {
+    model(|| {
+        let (mut w, r) = Builder::new().segment_size(2).max_buffered(8).build().unwrap();
+        let t = thread::spawn(move || {
+            for b in [[1u8, 2], [3, 4], [5, 6], [7, 8]] {
+                w.write(&b).unwrap();
+            }
+            w.close();
+        });
+        let (got, err) = drain(&r, 3);
+        assert!(err.is_none());
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8]);
+        t.join().unwrap();
+    });
+}
+
+/// A writable callback armed while the reader frees room fires exactly once, whichever side
+/// sees the other first. Guards: the Dekker pair between `arm_hook` and `after_read`.
+#[test]
+fn on_writable_fires_once() {
+    model(|| {
+        let (mut w, r) = Builder::new().max_buffered(2).build().unwrap();
+        w.write(&[1, 2]).unwrap();
+        let fired = Arc::new(AtomicUsize::new(0));
+        let reader = thread::spawn(move || {
+            let mut buf = [0u8; 2];
+            assert_eq!(r.try_read(&mut buf).unwrap(), 2);
+            r
+        });
+        let f = fired.clone();
+        w.on_writable(move |why| {
+            assert_eq!(why, Writability::Writable);
+            f.fetch_add(1, Ordering::Relaxed);
+        });
+        let r = reader.join().unwrap();
+        assert_eq!(fired.load(Ordering::Relaxed), 1, "callback lost or fired twice");
+        drop(r);
+        drop(w);
+    });
+}
+
+/// A readable callback (an event loop's wake-up) armed while the writer publishes fires exactly
+/// once, whichever side sees the other first. Guards: the Dekker pair between `arm_readable` and
+/// `after_write` (the writer's fence in `Signal::notify`, the reader's fence in `OneShot::arm`).
+#[test]
+fn on_readable_fires_once() {
+    model(|| {
+        let (mut w, r) = Builder::new().build().unwrap();
+        let fired = Arc::new(AtomicUsize::new(0));
+        let writer = thread::spawn(move || {
+            w.write(&[1]).unwrap();
+            w
+        });
+        let f = fired.clone();
+        r.on_readable(move || {
+            f.fetch_add(1, Ordering::Relaxed);
+        });
+        let w = writer.join().unwrap();
+        assert_eq!(fired.load(Ordering::Relaxed), 1, "readable callback lost or fired twice");
+        w.close();
+    });
+}
+
+/// Closing the reader wakes a writer waiting for room, which then gets `ReaderClosed`.
+#[test]
+fn reader_close_wakes_writer() {
+    model(|| {
+        let (mut w, r) = Builder::new().max_buffered(1).build().unwrap();
+        w.write(&[1]).unwrap();
+        let t = thread::spawn(move || r.close());
+        assert_eq!(w.wait_writable(None), Err(bodypipe::WaitWritableError::ReaderClosed));
+        assert_eq!(w.write(&[2]), Err(WriteError::Closed));
+        t.join().unwrap();
+    });
+}
+
+/// Segments linked by one write are fully initialised when a reader follows the links: views
+/// taken concurrently with a write spanning three new segments show exactly the published bytes.
+/// Guards: `Segment::link` Release / `Segment::next` Acquire, and `publish_head`/`head`.
+#[test]
+fn segment_publication() {
+    model(|| {
+        let (mut w, r) = Builder::new().segment_size(1).build().unwrap();
+        let t = thread::spawn(move || {
+            w.write(&[5, 6, 7]).unwrap();
+            w
+        });
+        let views = r.views();
+        let seen: Vec<u8> = views.iter().flat_map(|v| v.iter().copied()).collect();
+        assert!(seen.is_empty() || seen == [5, 6, 7], "torn or uninitialised view: {seen:?}");
+        let mut buf = [0u8; 3];
+        let n = match r.try_read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("unexpected {e}"),
+        };
+        assert!(n == 0 || buf == [5, 6, 7]);
+        let w = t.join().unwrap();
+        w.close();
+    });
+}
+
+/// Any thread that sees the read position also sees at least that many bytes written: the
+/// reader stores `read_pos` with Release after an Acquire load of `write_pos`, and queries load
+/// `read_pos` (Acquire) before `write_pos`. Guards `available`, `at_eof` and `Stats`.
+#[test]
+fn queries_consistent() {
+    model(|| {
+        let (mut w, r) = Builder::new().build().unwrap();
+        let r = Arc::new(r);
+        let reader = {
+            let r = r.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 1];
+                let _ = r.try_read(&mut buf);
+            })
+        };
+        let writer = thread::spawn(move || {
+            w.write(&[1]).unwrap();
+            w
+        });
+        let read = r.position();
+        let written = r.written();
+        assert!(read <= written, "saw read position {read} beyond written {written}");
+        reader.join().unwrap();
+        writer.join().unwrap().close();
+    });
+}

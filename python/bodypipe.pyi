@@ -1,0 +1,183 @@
+"""bodypipe: a streaming, zero-copy, file-like ``wsgi.input`` backed by a Rust byte pipe.
+
+A body is created with :func:`pipe`, which returns a :class:`Writer` (for the server thread that
+receives the request) and a :class:`PyBuffer` (the ``wsgi.input`` the application reads).
+
+Blocking reads release the GIL and wait in 50 ms slices, checking signals between them, so other
+threads run and Ctrl-C interrupts a blocked read. Timeouts (``settimeout``) raise
+``TimeoutError``; bytes a timed-out call had already consumed are attached to the exception as
+``exc.partial`` (``b''`` when none were: most waits happen before anything is consumed).
+"""
+
+from collections.abc import Iterator
+from types import TracebackType
+from typing import SupportsIndex, final
+
+from typing_extensions import Buffer
+
+__all__ = ["pipe", "PyBuffer", "Writer", "BodyAborted", "__version__"]
+
+__version__: str
+
+class BodyAborted(ConnectionAbortedError):
+    """The producer aborted the body (client disconnect, upstream error).
+
+    Raised by reads once the data written before the abort has been read. A read that would
+    otherwise return a truncated body (``read()``, ``read(n)`` ending short) raises instead and
+    attaches the bytes it consumed as ``partial``.
+    """
+
+    @property
+    def reason(self) -> str:
+        """The reason the producer gave (also ``str(exc)``)."""
+    partial: bytes
+
+def pipe(
+    content_length: int | None = None,
+    *,
+    max_buffered: int | None = None,
+    max_size: int | None = None,
+    segment_size: int | None = None,
+) -> tuple[Writer, PyBuffer]:
+    """Create a body and return ``(writer, reader)``.
+
+    :param content_length: declared length; the body ends (EOF) when that many bytes are written.
+    :param max_buffered: ring mode: ``Writer.write`` waits while this many bytes are unread.
+    :param max_size: maximum body size in bytes (default 1 GiB).
+    :param segment_size: tuning and tests: the size of every storage segment.
+    :raises ValueError: negative values, ``max_buffered=0``, ``segment_size=0``, or ``content_length > max_size``.
+    """
+
+@final
+class Writer:
+    """The producer side of a body. Use as a context manager: an exception inside the block
+    aborts the body with the exception as the reason; a normal exit closes it (EOF)."""
+
+    def write(self, data: Buffer) -> int:
+        """Append ``data`` whole and return its length. In ring mode, waits (GIL released) while
+        the buffer is at its high-water mark. Nothing of a failed write is stored.
+
+        :raises TypeError: ``data`` is not bytes-like.
+        :raises ValueError: past ``content_length``/``max_size``, or after ``close()``/``abort()``.
+        :raises BrokenPipeError: the reader side has closed.
+        :raises MemoryError: allocation failed.
+        """
+    def try_write(self, data: Buffer) -> bool:
+        """Like :meth:`write` but returns False (storing nothing) instead of waiting when full."""
+    def close(self) -> None:
+        """End the body normally: readers get all data, then EOF. Idempotent."""
+    def abort(self, reason: str = "aborted") -> None:
+        """End the body with an error: readers get the data written so far, then
+        :class:`BodyAborted` with ``reason``. A no-op once closed."""
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`abort` was called."""
+    @property
+    def written(self) -> int:
+        """Bytes written so far (0 once closed)."""
+    @property
+    def buffered(self) -> int:
+        """Bytes written but not yet read (0 once closed)."""
+    @property
+    def reader_closed(self) -> bool:
+        """True once the reader hung up (further writes raise ``BrokenPipeError``)."""
+    def __enter__(self) -> Writer: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        _tb: TracebackType | None = None,
+    ) -> bool: ...
+
+@final
+class PyBuffer:
+    """The reader side of a body: a read-only, seekable, file-like object for ``wsgi.input``.
+
+    Registered as a virtual subclass of ``io.RawIOBase``. Any number of threads may read one
+    buffer; they share one cursor and never duplicate or lose bytes.
+
+    Sizes: ``None`` or a negative size means "all"; a non-integer size raises ``TypeError``.
+    ``memoryview(buf)`` exposes the unread bytes present now (read-only, 1-D, format ``B``),
+    zero-copy when they lie in one segment; it stays valid while writes continue and after the
+    buffer object is dropped.
+    """
+
+    @classmethod
+    def from_bytes(cls, data: Buffer) -> PyBuffer:
+        """A buffer already holding ``data`` and at EOF."""
+    @classmethod
+    def _test_create(cls, data: Buffer | None = None, content_length: int = ...) -> PyBuffer:
+        """Compatibility with the reference's tests: a buffer holding ``data``, not at EOF, that
+        nothing can add to; :meth:`close` ends it."""
+    def read(self, size: SupportsIndex | None = None) -> bytes:
+        """``read()``: everything up to EOF. ``read(n)``: exactly ``n`` bytes unless EOF comes first.
+        ``read(0)``: ``b''`` at once. Blocks (GIL released) as needed.
+
+        :raises BodyAborted: the body was aborted before the requested bytes arrived.
+        :raises TimeoutError: the timeout passed (see ``partial``).
+        """
+    def readall(self) -> bytes:
+        """Everything up to EOF (same as ``read()``)."""
+    def read1(self, size: SupportsIndex | None = None) -> bytes:
+        """Up to ``size`` bytes, returning as soon as at least one is there; ``b''`` only at EOF."""
+    def read_nonblock(self, size: SupportsIndex | None = None) -> bytes:
+        """Up to ``size`` of the bytes there now; never blocks; ``b''`` when none."""
+    def readinto(self, b: Buffer) -> int:
+        """Read into a writable bytes-like object, returning as soon as at least one byte is
+        there; 0 only at EOF (or for an empty buffer)."""
+    def readinto1(self, b: Buffer) -> int:
+        """Same as :meth:`readinto`."""
+    def readline(self, size: SupportsIndex | None = None) -> bytes:
+        """One line including ``b'\\n'``, at most ``size`` bytes; the rest at EOF; ``b''`` at EOF."""
+    def readlines(self, hint: SupportsIndex | None = None) -> list[bytes]:
+        """Remaining lines; stops once their total length reaches ``hint`` (when positive)."""
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __next__(self) -> bytes: ...
+    def peek(self, size: int = 0) -> bytes:
+        """Up to ``size`` unread bytes (all there now if ``size <= 0``) without consuming them;
+        waits for at least one byte unless at EOF."""
+    def readable_amount(self) -> int:
+        """Bytes that can be read now without blocking."""
+    def at_eof(self) -> bool:
+        """True once the body ended (EOF, abort, or :meth:`close`) and every byte was read."""
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move within the written data (ring mode: the retained window); return the new position.
+
+        :raises ValueError: target outside the written data, before the retained window,
+            ``whence=2`` before EOF, or a bad ``whence``.
+        """
+    def tell(self) -> int:
+        """The read position."""
+    def find(self, sub: Buffer | int, start: int = 0, end: int | None = None) -> int:
+        """Offset of ``sub`` in the unread bytes present now, relative to the read position,
+        within ``[start, end)`` (negative bounds count from the end); -1 if absent. Never blocks."""
+    def views(self) -> list[memoryview]:
+        """Zero-copy memoryviews, one per segment of the unread bytes present now."""
+    def settimeout(self, value: float | None) -> None:
+        """Timeout in seconds for blocking reads (``None``: block forever; 0: never wait)."""
+    def gettimeout(self) -> float | None: ...
+    def readable(self) -> bool: ...
+    def writable(self) -> bool: ...
+    def seekable(self) -> bool: ...
+    def isatty(self) -> bool: ...
+    def flush(self) -> None: ...
+    def fileno(self) -> int:
+        """Always raises ``io.UnsupportedOperation``."""
+    def close(self) -> None:
+        """The reader hangs up: data already written can still be read, then ``b''``; reads
+        never block again; the writer's next write raises ``BrokenPipeError``. Idempotent."""
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close` (not after the writer's EOF)."""
+    @property
+    def content_length(self) -> int | None:
+        """The declared length, if any."""
+    def __len__(self) -> int:
+        """The readable amount (``readable_amount()``)."""
+    def __bool__(self) -> bool:
+        """Always True (an empty buffer is still a live stream)."""
+    def __enter__(self) -> PyBuffer: ...
+    def __exit__(self, *args: object) -> bool: ...
+    # Declared for type checkers (memoryview(buf), bytes(buf)): the runtime exposes the buffer
+    # protocol through the C slot, which Python 3.11 does not surface as a `__buffer__` method.
+    def __buffer__(self, flags: int, /) -> memoryview: ...

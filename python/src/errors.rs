@@ -1,0 +1,142 @@
+//! Python exception types and the mapping from core errors to them.
+
+use pyo3::create_exception;
+use pyo3::exceptions::{
+    PyBlockingIOError, PyBrokenPipeError, PyConnectionAbortedError, PyMemoryError, PyOSError, PyOverflowError,
+    PyTimeoutError, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyInt};
+use std::io;
+
+create_exception!(
+    bodypipe,
+    BodyAborted,
+    PyConnectionAbortedError,
+    "The body was aborted by its producer (client disconnect, upstream error).\n\n\
+     Raised by reads once every byte written before the abort has been read. `str(exc)` and\n\
+     `exc.reason` hold the reason the producer gave."
+);
+
+/// Adds the exception types to the module and gives `BodyAborted` its `reason` property.
+pub(crate) fn register(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let ty = py.get_type::<BodyAborted>();
+    // A property (rather than an attribute set where we raise) so that `BodyAborted("x").reason`
+    // also works when Python code raises it, e.g. a server re-raising a disconnect.
+    let ns = pyo3::types::PyDict::new(py);
+    py.run(
+        c"def reason(self):\n    \"\"\"The reason the producer gave for aborting the body.\"\"\"\n    return str(self.args[0]) if self.args else ''\nreason = property(reason)\n",
+        Some(&ns),
+        None,
+    )?;
+    ty.setattr("reason", ns.get_item("reason")?)?;
+    m.add("BodyAborted", ty)?;
+    Ok(())
+}
+
+/// `BodyAborted(reason)`.
+pub(crate) fn body_aborted(reason: &str) -> PyErr {
+    BodyAborted::new_err(reason.to_owned())
+}
+
+/// A `TimeoutError` whose `partial` attribute holds the bytes the timed-out call had already
+/// consumed (`b''` when it consumed none), so a timeout never loses data.
+pub(crate) fn timeout(py: Python<'_>, partial: &[u8]) -> PyErr {
+    let err = PyTimeoutError::new_err("timed out waiting for body data");
+    // Attach `partial`; if even that fails (out of memory) the plain TimeoutError still goes out.
+    let _ = err.value(py).setattr("partial", PyBytes::new(py, partial));
+    err
+}
+
+/// `io.UnsupportedOperation(msg)`.
+pub(crate) fn unsupported(py: Python<'_>, msg: &str) -> PyErr {
+    match py.import("io").and_then(|io| io.getattr("UnsupportedOperation")).and_then(|ty| ty.call1((msg,))) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(e) => e,
+    }
+}
+
+/// Maps an error from a core read to Python.
+pub(crate) fn read_error(py: Python<'_>, e: io::Error) -> PyErr {
+    match e.kind() {
+        // The core carries the producer's reason as the error's message.
+        io::ErrorKind::ConnectionAborted => body_aborted(&e.to_string()),
+        io::ErrorKind::TimedOut => timeout(py, b""),
+        io::ErrorKind::InvalidInput => PyValueError::new_err(e.to_string()),
+        io::ErrorKind::WouldBlock => PyBlockingIOError::new_err(e.to_string()),
+        io::ErrorKind::OutOfMemory => PyMemoryError::new_err(e.to_string()),
+        _ => PyOSError::new_err(e.to_string()),
+    }
+}
+
+/// Maps a refused write to Python. `Full` is handled by the callers (they wait or return False),
+/// so here it can only mean a caller bug; it maps to `BlockingIOError` like a full non-blocking pipe.
+pub(crate) fn write_error(e: ::bodypipe::WriteError) -> PyErr {
+    use ::bodypipe::WriteError as W;
+    match e {
+        W::Closed => PyBrokenPipeError::new_err(e.to_string()),
+        W::ExceedsContentLength | W::TooLarge => PyValueError::new_err(e.to_string()),
+        W::OutOfMemory => PyMemoryError::new_err(e.to_string()),
+        W::Full => PyBlockingIOError::new_err(e.to_string()),
+        // The enum is non-exhaustive: a future refusal is still a refusal of bad input.
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// Maps a refused configuration to `ValueError`.
+pub(crate) fn build_error(e: ::bodypipe::BuildError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Parses an optional non-negative integer argument: `None` stays `None`; a negative value is a
+/// `ValueError`, a non-integer a `TypeError`.
+pub(crate) fn opt_non_negative(obj: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<u64>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    if !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be an integer or None, not '{}'",
+            obj.get_type().name()?
+        )));
+    }
+    if let Ok(n) = obj.extract::<u64>() {
+        return Ok(Some(n));
+    }
+    match obj.extract::<i64>() {
+        Ok(_) => Err(PyValueError::new_err(format!("{name} must be non-negative"))),
+        Err(_) => Err(PyOverflowError::new_err(format!("{name} is too large"))),
+    }
+}
+
+/// Parses an io-style size: `None` or any negative integer means "all" (`None`); objects with
+/// `__index__` are accepted as `io` does; anything else is a `TypeError`.
+pub(crate) fn size_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    let n: isize = obj.extract::<isize>().map_err(|e| {
+        if e.is_instance_of::<PyOverflowError>(obj.py()) {
+            e
+        } else {
+            let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+            PyTypeError::new_err(format!("argument should be integer or None, not '{ty}'"))
+        }
+    })?;
+    Ok(usize::try_from(n).ok())
+}
+
+/// Copies a bytes-like argument (any C-contiguous buffer) into a `Vec`; `TypeError` otherwise.
+pub(crate) fn bytes_like(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let src = pyo3::buffer::PyUntypedBuffer::get(obj)?;
+    if !src.is_c_contiguous() {
+        return Err(pyo3::exceptions::PyBufferError::new_err("argument must be a C-contiguous buffer"));
+    }
+    // SAFETY: the export is held by `src` for the duration of the copy; contiguous, `len_bytes` long.
+    let bytes = unsafe { std::slice::from_raw_parts(src.buf_ptr().cast::<u8>(), src.len_bytes()) };
+    let mut out = Vec::new();
+    out.try_reserve_exact(bytes.len())
+        .map_err(|_| pyo3::exceptions::PyMemoryError::new_err("out of memory copying the argument"))?;
+    out.extend_from_slice(bytes);
+    Ok(out)
+}

@@ -1,0 +1,198 @@
+//! `bodypipe.Writer`: the producer side, for a Python server feeding a reader thread.
+
+use crate::errors::write_error;
+use crate::wait::in_slices;
+use ::bodypipe::{WaitWritableError, WriteError};
+use pyo3::buffer::PyUntypedBuffer;
+use pyo3::exceptions::{PyBrokenPipeError, PyBufferError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::Instant;
+
+/// Writes larger than this are copied with the GIL released.
+const DETACH_COPY: usize = 256 * 1024;
+
+/// The producer half of a body created by `bodypipe.pipe()`.
+///
+/// The core writer is single-owner (`Send`, not `Sync`), so it sits in a mutex; `None` once
+/// closed or aborted. The mutex is only ever waited for with the GIL released, so a thread
+/// blocked in a ring-mode `write` cannot stall other Python threads.
+#[pyclass(module = "bodypipe", frozen)]
+pub struct Writer {
+    inner: Mutex<Option<::bodypipe::Writer>>,
+}
+
+type Slot = Option<::bodypipe::Writer>;
+
+/// Recovers from a poisoned mutex: the core writer's state is updated atomically per call, so a
+/// panic elsewhere while the lock was held leaves nothing half-done worth refusing service for.
+fn relock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What one attempt to write produced.
+enum Attempt {
+    Done,
+    Full,
+    Failed(WriteError),
+    WriterClosed,
+}
+
+impl Writer {
+    /// Wraps a core writer.
+    pub fn new(w: ::bodypipe::Writer) -> Self {
+        Self { inner: Mutex::new(Some(w)) }
+    }
+
+    /// Runs `f` on the slot with the lock held: taken at once when free, else waited for with
+    /// the GIL released (never wait on a lock while holding the GIL). `detach` forces the GIL
+    /// off for `f` too (for large copies).
+    fn with<R: Send>(&self, py: Python<'_>, detach: bool, f: impl FnOnce(&mut Slot) -> R + Send) -> R {
+        if !detach {
+            match self.inner.try_lock() {
+                Ok(mut g) => return f(&mut g),
+                Err(TryLockError::Poisoned(p)) => return f(&mut p.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        py.detach(|| f(&mut relock(&self.inner)))
+    }
+
+    fn attempt(&self, py: Python<'_>, data: &[u8]) -> Attempt {
+        self.with(py, data.len() > DETACH_COPY, |slot| match slot {
+            None => Attempt::WriterClosed,
+            Some(w) => match w.write(data) {
+                Ok(()) => Attempt::Done,
+                Err(WriteError::Full) => Attempt::Full,
+                Err(e) => Attempt::Failed(e),
+            },
+        })
+    }
+
+    fn write_impl(&self, py: Python<'_>, data: &Bound<'_, PyAny>, wait: bool) -> PyResult<Option<usize>> {
+        let src = PyUntypedBuffer::get(data)?;
+        if !src.is_c_contiguous() {
+            return Err(PyBufferError::new_err("write() argument must be C-contiguous"));
+        }
+        let len = src.len_bytes();
+        // SAFETY: the export is held by `src` until the end of this function (bytearrays cannot be
+        // resized while exported); contiguous and `len` bytes long, checked above.
+        let bytes = unsafe { std::slice::from_raw_parts(src.buf_ptr().cast::<u8>(), len) };
+        loop {
+            match self.attempt(py, bytes) {
+                Attempt::Done => return Ok(Some(len)),
+                Attempt::WriterClosed => return Err(PyValueError::new_err("write to a closed Writer")),
+                Attempt::Failed(e) => return Err(write_error(e)),
+                Attempt::Full if !wait => return Ok(None),
+                Attempt::Full => self.wait_room(py)?,
+            }
+        }
+    }
+
+    /// Ring mode: waits (GIL released, in slices) until the reader makes room.
+    fn wait_room(&self, py: Python<'_>) -> PyResult<()> {
+        let outcome = in_slices(py, None, |end| {
+            let slice = end.saturating_duration_since(Instant::now());
+            match relock(&self.inner).as_ref() {
+                None => Some(Err(PyValueError::new_err("write to a closed Writer"))),
+                Some(w) => match w.wait_writable(Some(slice)) {
+                    Ok(()) => Some(Ok(())),
+                    Err(WaitWritableError::TimedOut) => None,
+                    Err(WaitWritableError::ReaderClosed) => {
+                        Some(Err(PyBrokenPipeError::new_err("the reader side of the body is closed")))
+                    }
+                    // The enum is non-exhaustive; retrying the write reports the real state.
+                    Err(_) => Some(Ok(())),
+                },
+            }
+        })?;
+        outcome.unwrap_or(Ok(()))
+    }
+}
+
+#[pymethods]
+impl Writer {
+    /// Appends `data` (any bytes-like object) whole; returns its length. In ring mode waits, GIL
+    /// released, while the buffer is at its high-water mark.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        Ok(self.write_impl(py, data, true)?.unwrap_or(0))
+    }
+
+    /// Like `write` but never waits: returns False (storing nothing) when the buffer is full.
+    fn try_write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(self.write_impl(py, data, false)?.is_some())
+    }
+
+    /// Ends the body normally (EOF after the data written). Closing twice is fine.
+    fn close(&self, py: Python<'_>) {
+        if let Some(w) = self.with(py, false, Option::take) {
+            w.close();
+        }
+    }
+
+    /// Ends the body with an error: readers get the data written so far, then `BodyAborted(reason)`.
+    /// A no-op once closed or aborted.
+    #[pyo3(signature = (reason="aborted"))]
+    fn abort(&self, py: Python<'_>, reason: &str) {
+        if let Some(w) = self.with(py, false, Option::take) {
+            w.abort(reason);
+        }
+    }
+
+    /// True once `close()` or `abort()` was called.
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.with(py, false, |s| s.is_none())
+    }
+
+    /// Bytes written so far (0 once closed: the count lives in the closed writer).
+    #[getter]
+    fn written(&self, py: Python<'_>) -> u64 {
+        self.with(py, false, |s| s.as_ref().map_or(0, |w| w.written()))
+    }
+
+    /// Bytes written but not yet read (0 once closed).
+    #[getter]
+    fn buffered(&self, py: Python<'_>) -> u64 {
+        self.with(py, false, |s| s.as_ref().map_or(0, |w| w.buffered()))
+    }
+
+    /// True once the reader side has closed: further writes raise `BrokenPipeError`.
+    #[getter]
+    fn reader_closed(&self, py: Python<'_>) -> bool {
+        self.with(py, false, |s| s.as_ref().is_some_and(|w| w.is_reader_closed()))
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// Closes the body, or aborts it (reason: the exception) if the block raised.
+    #[pyo3(signature = (exc_type=None, exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyType>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        match exc_type {
+            None => self.close(py),
+            Some(t) => {
+                let name = t.name().map(|n| n.to_string()).unwrap_or_else(|_| "exception".into());
+                let msg = exc.and_then(|e| e.str().ok()).map(|s| s.to_string()).unwrap_or_default();
+                let reason = if msg.is_empty() { name } else { format!("{name}: {msg}") };
+                self.abort(py, &reason);
+            }
+        }
+        false
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        self.with(py, false, |s| match s {
+            None => "<bodypipe.Writer closed>".to_owned(),
+            Some(w) => format!("<bodypipe.Writer written={} buffered={}>", w.written(), w.buffered()),
+        })
+    }
+}

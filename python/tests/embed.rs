@@ -1,0 +1,64 @@
+//! The rlib as an embedder (the Erlang NIF) uses it: register the module with the inittab before
+//! the interpreter starts, hand a core reader to Python with `wrap_reader`, and see errors map
+//! to the exported exception types. Runs with `cargo test -p bodypipe-python`.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::sync::Arc;
+
+/// An embedded interpreter must find its standard library; point it at the one of the
+/// `python3` on PATH unless the environment already does.
+fn python_home() {
+    if std::env::var_os("PYTHONHOME").is_some() {
+        return;
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.base_prefix)"])
+        .output()
+        .expect("python3 on PATH");
+    let prefix = String::from_utf8(out.stdout).expect("utf-8 prefix");
+    std::env::set_var("PYTHONHOME", prefix.trim());
+}
+
+#[test]
+fn embedder_registers_module_and_wraps_reader() {
+    python_home();
+    bodypipe_python::append_to_inittab();
+    Python::initialize();
+
+    let (mut w, r) = bodypipe::pipe();
+    let reader = Arc::new(r);
+    w.write(b"line one\nline two\n").expect("write");
+
+    Python::attach(|py| -> PyResult<()> {
+        let obj = bodypipe_python::wrap_reader(py, Arc::clone(&reader))?;
+        let ns = PyDict::new(py);
+        ns.set_item("buf", obj)?;
+        py.run(
+            c"import bodypipe\nassert isinstance(buf, bodypipe.PyBuffer)\nfirst = buf.readline()\n",
+            Some(&ns),
+            None,
+        )?;
+        let first: Vec<u8> = ns.get_item("first")?.expect("first").extract()?;
+        assert_eq!(first, b"line one\n");
+        Ok(())
+    })
+    .expect("python side");
+
+    // The embedder's own handle shares the cursor with Python.
+    assert_eq!(reader.position(), 9);
+    w.abort("client went away");
+
+    Python::attach(|py| -> PyResult<()> {
+        let obj = bodypipe_python::wrap_reader(py, Arc::clone(&reader))?;
+        let ns = PyDict::new(py);
+        ns.set_item("buf", obj)?;
+        py.run(c"rest = buf.readline()", Some(&ns), None)?;
+        let err = py.run(c"buf.read()", Some(&ns), None).expect_err("aborted");
+        assert!(err.is_instance_of::<bodypipe_python::BodyAborted>(py));
+        assert!(err.is_instance_of::<pyo3::exceptions::PyConnectionAbortedError>(py));
+        assert_eq!(err.value(py).getattr("reason")?.extract::<String>()?, "client went away");
+        Ok(())
+    })
+    .expect("abort maps to BodyAborted");
+}

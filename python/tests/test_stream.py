@@ -1,0 +1,308 @@
+"""Streaming under load, the GIL, and several reader threads."""
+
+import hashlib
+import random
+import threading
+import time
+import zlib
+
+import pytest
+
+import bodypipe
+
+TOTAL = 100 * 1024 * 1024  # 100 MiB
+
+
+def start_random_writer(w, total, seed, max_chunk=256 * 1024, pause_every=64):
+    """Writes `total` pseudo-random bytes in random chunk sizes with occasional pauses; returns
+    (thread, result dict with the sha256 of what was written)."""
+    result = {}
+
+    def run():
+        rng = random.Random(seed)
+        # A pool of random bytes to slice from: generating 100 MiB of randomness would dominate.
+        pool = rng.randbytes(4 * 1024 * 1024) + b"\n" * 64
+        h = hashlib.sha256()
+        sent = 0
+        n = 0
+        while sent < total:
+            size = min(rng.randint(1, max_chunk), total - sent)
+            start = rng.randrange(0, len(pool) - size)
+            chunk = pool[start : start + size]
+            w.write(chunk)
+            h.update(chunk)
+            sent += size
+            n += 1
+            if n % pause_every == 0:
+                time.sleep(rng.random() * 0.003)
+        w.close()
+        result["sha"] = h.hexdigest()
+        result["chunks"] = n
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, result
+
+
+def consume(b, mode, rng):
+    h = hashlib.sha256()
+    total = 0
+    if mode == "read":
+        while True:
+            d = b.read(rng.choice([1, 100, 4096, 65536, 1 << 20]))
+            if not d:
+                break
+            h.update(d)
+            total += len(d)
+    elif mode == "readline":
+        while True:
+            line = b.readline()
+            if not line:
+                break
+            h.update(line)
+            total += len(line)
+    elif mode == "readinto":
+        buf = bytearray(1 << 17)
+        mv = memoryview(buf)
+        while True:
+            n = b.readinto(mv[: rng.choice([1, 777, 65536, 1 << 17])])
+            if n == 0:
+                break
+            h.update(mv[:n])
+            total += n
+    elif mode == "iter":
+        for line in b:
+            h.update(line)
+            total += len(line)
+    elif mode == "mixed":
+        buf = bytearray(65536)
+        while True:
+            op = rng.randrange(4)
+            if op == 0:
+                d = b.read(rng.randint(1, 200000))
+            elif op == 1:
+                d = b.readline(rng.choice([-1, 10, 100000]))
+            elif op == 2:
+                n = b.readinto(buf)
+                d = bytes(buf[:n])
+            else:
+                d = b.read1(rng.randint(1, 100000))
+            if not d:
+                break
+            h.update(d)
+            total += len(d)
+    return h.hexdigest(), total
+
+
+@pytest.mark.parametrize("mode", ["read", "readline", "readinto", "iter", "mixed"])
+@pytest.mark.parametrize("kind", ["unbounded", "ring", "content_length"])
+def test_stream_100mib(mode, kind):
+    kwargs = {}
+    content_length = None
+    if kind == "ring":
+        kwargs["max_buffered"] = 1 << 20
+    elif kind == "content_length":
+        content_length = TOTAL
+    w, b = bodypipe.pipe(content_length, **kwargs)
+    seed = zlib.crc32(f"{mode}-{kind}".encode())
+    t, result = start_random_writer(w, TOTAL, seed)
+    digest, total = consume(b, mode, random.Random(seed + 1))
+    t.join(60)
+    assert total == TOTAL
+    assert digest == result["sha"]
+    assert b.at_eof()
+
+
+def test_gil_released_while_blocked_and_write_wakes_reader():
+    w, b = bodypipe.pipe()
+    got = []
+    reader = threading.Thread(target=lambda: got.append(b.read(5)))
+    reader.start()
+    # While the reader is blocked, this thread keeps running Python code. If the reader held the
+    # GIL while waiting, this loop could not make progress.
+    deadline = time.monotonic() + 0.3
+    counter = 0
+    while time.monotonic() < deadline:
+        counter += 1
+    assert counter > 10_000
+    assert reader.is_alive() and got == []
+    # A pure-Python thread also runs concurrently with the blocked reader.
+    ticks = []
+    ticker = threading.Thread(target=lambda: [ticks.append(i) or time.sleep(0.001) for i in range(50)])
+    ticker.start()
+    ticker.join(10)
+    assert len(ticks) == 50
+    assert reader.is_alive()
+    w.write(b"hel")
+    w.write(b"lo")
+    reader.join(5)
+    assert not reader.is_alive()
+    assert got == [b"hello"]
+    w.close()
+
+
+def test_blocked_reader_does_not_stall_other_calls():
+    w, b = bodypipe.pipe()
+    w.write(b"xy")
+    b.read(2)
+    t = threading.Thread(target=lambda: b.read(10))
+    t.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    for _ in range(1000):
+        b.readable_amount()
+        b.tell()
+        len(b)
+        b.at_eof()
+        repr(b)
+    assert time.monotonic() - t0 < 2.0
+    assert t.is_alive()
+    w.write(b"0123456789")
+    t.join(5)
+    assert not t.is_alive()
+    w.close()
+
+
+def test_many_reader_threads_share_one_cursor():
+    w, b = bodypipe.pipe()
+    n_records = 20000
+    record = 16
+    results = [[] for _ in range(4)]
+
+    def reader(i):
+        while True:
+            line = b.readline()
+            if not line:
+                return
+            results[i].append(line)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for k in range(n_records):
+        w.write(b"%015d\n" % k)
+    w.close()
+    for t in threads:
+        t.join(30)
+    lines = [line for r in results for line in r]
+    assert all(len(line) == record for line in lines)  # never a torn line
+    assert sorted(lines) == [b"%015d\n" % k for k in range(n_records)]  # none lost or doubled
+
+
+def test_many_reader_threads_read_n():
+    data = bytes(range(256)) * 4096  # 1 MiB
+    w, b = bodypipe.pipe()
+    pieces = [[] for _ in range(3)]
+
+    def reader(i):
+        while True:
+            d = b.read(1000)
+            if not d:
+                return
+            pieces[i].append(d)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(0, len(data), 4099):
+        w.write(data[i : i + 4099])
+    w.close()
+    for t in threads:
+        t.join(30)
+    total = sum(len(p) for ps in pieces for p in ps)
+    assert total == len(data)
+    # Every byte value occurs equally often: no byte lost or duplicated.
+    counts = [0] * 256
+    for ps in pieces:
+        for p in ps:
+            for v, c in enumerate(bytes(p).count(bytes([v])) for v in range(256)):
+                counts[v] += c
+    assert counts == [4096] * 256
+
+
+@pytest.mark.parametrize("how", ["read_all", "read_n", "readinto"])
+def test_large_copy_releases_gil(how):
+    """Another thread runs Python code *during* one large read call: a call that held the GIL
+    throughout would leave no ticks inside its time window. On a loaded machine the ticker may
+    simply not be scheduled during one call, so up to 5 attempts are made; with the GIL held,
+    every attempt would fail."""
+    size = 64 * 1024 * 1024
+    data = b"\x01" * size
+    windows = []
+    for _attempt in range(5):
+        b = bodypipe.PyBuffer.from_bytes(data)
+        stamps = []
+        stop = threading.Event()
+
+        def ticker():
+            now = time.perf_counter
+            while not stop.is_set():
+                stamps.append(now())
+                time.sleep(0)
+
+        t = threading.Thread(target=ticker)
+        t.start()
+        time.sleep(0.02)
+        target = bytearray(size) if how == "readinto" else None
+        t0 = time.perf_counter()
+        if how == "read_all":
+            out = b.read()
+        elif how == "read_n":
+            out = b.read(size)
+        else:
+            n = b.readinto(target)
+        t1 = time.perf_counter()
+        if how == "readinto":
+            out = target[:n]
+        stop.set()
+        t.join()
+        assert len(out) == size
+        del out, target
+        lo, hi = t0 + (t1 - t0) * 0.1, t1 - (t1 - t0) * 0.1
+        if any(lo < s < hi for s in stamps):
+            return
+        windows.append(round(t1 - t0, 3))
+    pytest.fail(f"no ticks inside any of the large read calls ({windows} s)")
+
+
+def test_write_wakes_blocked_reader_promptly():
+    """A blocked read must be woken by the write itself, not by the end of its 50 ms wait slice:
+    40 request/response round trips between two threads take far less than 40 slices. (The one
+    timing bound in the suite; generous for a loaded machine.)"""
+    w1, b1 = bodypipe.pipe()
+    w2, b2 = bodypipe.pipe()
+    trips = 40
+
+    def echo():
+        for _ in range(trips):
+            w2.write(b1.read(1))
+
+    t = threading.Thread(target=echo)
+    t.start()
+    t0 = time.monotonic()
+    for i in range(trips):
+        w1.write(b"x")
+        assert b2.read(1) == b"x"
+    elapsed = time.monotonic() - t0
+    t.join(10)
+    assert elapsed < trips * 0.025, f"{trips} round trips took {elapsed:.2f}s: wake-ups rely on timeouts"
+
+
+def test_reader_wakes_blocked_ring_writer_promptly():
+    w, b = bodypipe.pipe(max_buffered=1)
+    trips = 40
+    got = []
+
+    def reader():
+        for _ in range(trips):
+            got.append(b.read(1))
+
+    t = threading.Thread(target=reader)
+    t0 = time.monotonic()
+    t.start()
+    for _ in range(trips):
+        w.write(b"y")  # waits for the reader to make room each time
+    t.join(10)
+    elapsed = time.monotonic() - t0
+    assert b"".join(got) == b"y" * trips
+    assert elapsed < trips * 0.025, f"{trips} writes took {elapsed:.2f}s: wake-ups rely on timeouts"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One-time set-up of a fresh Debian machine that already has Rust (rustup) and Python 3.11+.
+# Idempotent: every step checks before it installs. Called by `make setup` (and so by `make demo`,
+# `make test`, `make bench`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PY:-python3}
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Debian packages: Erlang/OTP + rebar3 + mochiweb for the NIF and the HTTP front end, curl and wrk
+# for the end-to-end tests and load runs, strace to count wake syscalls in the benchmarks.
+APT_PKGS=(erlang-nox erlang-dev erlang-common-test erlang-eunit rebar3 erlang-mochiweb curl wrk strace)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Rust components used by `make test`.
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+
+# Python packages: the build backend, the test runner and the real consumers the tests use.
+pip_install() {
+  "$PY" -m pip install -q --disable-pip-version-check "$@" 2>/tmp/bodypipe-pip.err || {
+    if grep -q externally-managed /tmp/bodypipe-pip.err; then
+      "$PY" -m pip install -q --disable-pip-version-check --break-system-packages "$@"
+    else
+      cat /tmp/bodypipe-pip.err >&2; return 1
+    fi
+  }
+}
+reqs=(maturin)
+[ -f python/requirements-test.txt ] && reqs+=(-r python/requirements-test.txt)
+pip_install "${reqs[@]}"
+echo "setup: done"
