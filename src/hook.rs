@@ -29,7 +29,18 @@ impl<T> OneShot<T> {
     /// Installs `cb` (replacing and dropping a pending one), then fires it at once if `due()`
     /// already says why. `due` must read the progress the firing side publishes.
     pub(crate) fn arm(&self, cb: Callback<T>, due: impl FnOnce() -> Option<T>) {
-        *lock(&self.slot) = Some(cb);
+        self.arm_with(cb, || {}, due);
+    }
+
+    /// [`arm`](Self::arm), running `setup` under the slot lock as `cb` is installed: a parameter
+    /// that `due` reads (the readable threshold) then always belongs to the installed callback,
+    /// even when two threads arm at once.
+    pub(crate) fn arm_with(&self, cb: Callback<T>, setup: impl FnOnce(), due: impl FnOnce() -> Option<T>) {
+        {
+            let mut slot = lock(&self.slot);
+            setup();
+            *slot = Some(cb);
+        }
         self.armed.store(true, Ordering::Relaxed);
         // ORDERING: Dekker pair with `fire_if_armed`'s caller, which publishes its progress, then
         // fences (SeqCst), then loads `armed`. In the total order of the two fences one comes

@@ -351,9 +351,36 @@ impl Reader {
     /// Like [`read_until`](Self::read_until) but never blocks: `None` while the line is not
     /// complete yet (nothing is consumed then).
     pub fn try_read_until(&self, delim: u8, out: &mut Vec<u8>, limit: Option<usize>) -> io::Result<Option<usize>> {
+        self.try_read_until_with(delim, limit, |line| {
+            out.try_reserve(line.len()).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+            out.extend_from_slice(line);
+            Ok(line.len())
+        })
+    }
+
+    /// Like [`try_read_until`](Self::try_read_until), but hands the line to `f` in place instead
+    /// of appending it to a `Vec`: zero-copy when the line lies in one segment (the common case),
+    /// else one gathered copy. The line is consumed only if `f` returns `Ok`, so a binding can
+    /// build its result object (a Python `bytes`) straight from segment memory and lose nothing
+    /// if that allocation fails. `f` runs with the cursor lock held: keep it short.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"GET / HTTP/1.1\r\nHost")?;
+    /// let line = r.try_read_until_with(b'\n', None, |l| Ok(l.to_vec()))?;
+    /// assert_eq!(line.as_deref(), Some(&b"GET / HTTP/1.1\r\n"[..]));
+    /// assert_eq!(r.try_read_until_with(b'\n', None, |l| Ok(l.len()))?, None); // "Host" is incomplete
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_read_until_with<R>(
+        &self,
+        delim: u8,
+        limit: Option<usize>,
+        f: impl FnOnce(&[u8]) -> io::Result<R>,
+    ) -> io::Result<Option<R>> {
         let limit = limit.map_or(u64::MAX, |l| l as u64);
         if limit == 0 {
-            return Ok(Some(0));
+            return f(&[]).map(Some);
         }
         let mut cur = lock(&self.cursor);
         let (end, written) = self.shared.end_and_written();
@@ -380,7 +407,8 @@ impl Reader {
         } else if end != OPEN || self.shared.reader_closed.load(Ordering::Acquire) {
             if avail == 0 {
                 drop(cur);
-                return self.nothing_left(end).map(Some);
+                self.nothing_left(end)?;
+                return f(&[]).map(Some);
             }
             avail
         } else {
@@ -389,15 +417,35 @@ impl Reader {
             return Ok(None);
         };
         let take = usize::try_from(take).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
-        out.try_reserve(take).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
-        let old = out.len();
-        out.resize(old + take, 0);
-        let n = cur.copy_out(&self.shared, &mut out[old..], written);
-        out.truncate(old + n);
+        let in_place = cur.locate(&self.shared, pos).filter(|seg| seg.end() - pos >= take as u64).cloned();
+        let result = match in_place {
+            Some(seg) => {
+                // SAFETY: `[pos, pos + take)` is inside this segment and below `written` (Acquire).
+                let line = unsafe { seg.slice((pos - seg.start()) as usize, take) };
+                let r = f(line)?;
+                cur.pos += take as u64;
+                r
+            }
+            None => {
+                let mut line = Vec::new();
+                line.try_reserve_exact(take).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+                line.resize(take, 0);
+                let n = cur.copy_out(&self.shared, &mut line, written);
+                match f(&line[..n]) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Put the cursor back: nothing of a failed read is lost.
+                        cur.pos = pos;
+                        cur.idx = cur.segs.len();
+                        return Err(e);
+                    }
+                }
+            }
+        };
         cur.moved(&self.shared);
         drop(cur);
         self.shared.after_read();
-        Ok(Some(n))
+        Ok(Some(result))
     }
 
     /// [`try_read_until`](Self::try_read_until) with `b'\n'`.
@@ -589,7 +637,28 @@ impl Reader {
     /// # Ok::<(), bodypipe::WriteError>(())
     /// ```
     pub fn on_readable(&self, hook: impl FnOnce() + Send + 'static) {
-        self.shared.arm_readable(Box::new(move |()| hook()));
+        self.shared.arm_readable(1, Box::new(move |()| hook()));
+    }
+
+    /// [`on_readable`](Self::on_readable) with a threshold: fires once at least `min` bytes are
+    /// unread (`0` counts as 1), the stream has ended, or the reader was closed. This is how an
+    /// async `readline` waits for *more* than the incomplete line already there, and
+    /// `readexactly(n)` for all `n` bytes, without being woken by every write.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    ///
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"abc")?;
+    /// let (tx, rx) = mpsc::channel();
+    /// r.on_readable_min(4, move || tx.send(()).unwrap_or(()));
+    /// assert!(rx.try_recv().is_err()); // 3 bytes are not enough
+    /// w.write(b"d")?;
+    /// assert!(rx.try_recv().is_ok());
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
+    pub fn on_readable_min(&self, min: usize, hook: impl FnOnce() + Send + 'static) {
+        self.shared.arm_readable(min as u64, Box::new(move |()| hook()));
     }
 
     /// The largest body this pipe accepts.

@@ -86,6 +86,9 @@ pub(crate) struct Shared {
     writable: OneShot<Writability>,
     /// A reader's one-shot "data or end" callback, fired by the writer (async readers).
     readable: OneShot<()>,
+    /// Unread bytes that make the readable callback due (at least 1); set under the callback's
+    /// slot lock, before the fence in `OneShot::arm_with`.
+    readable_min: AtomicU64,
     /// Ring mode: segments the reader is done with, for the writer to reuse.
     pub(crate) free: FreeList,
 }
@@ -117,6 +120,7 @@ impl Shared {
             space: Signal::new(),
             writable: OneShot::new(),
             readable: OneShot::new(),
+            readable_min: AtomicU64::new(1),
             free: FreeList::new(),
         }
     }
@@ -215,16 +219,23 @@ impl Shared {
         }
     }
 
-    /// Installs a one-shot readable callback (reader side): fires once data is unread, the stream
-    /// has ended, or the reader is closed; at once if that is already so.
-    pub(crate) fn arm_readable(&self, hook: Box<dyn FnOnce(()) + Send>) {
-        self.readable.arm(hook, || self.readable_due());
+    /// Installs a one-shot readable callback (reader side): fires once `min` (at least 1) bytes
+    /// are unread, the stream has ended, or the reader is closed; at once if that is already so.
+    pub(crate) fn arm_readable(&self, min: u64, hook: Box<dyn FnOnce(()) + Send>) {
+        // ORDERING: Relaxed: the store comes before the SeqCst fence in `arm_with` and the
+        // writer's load (in `readable_due`) after the one in `after_write`, so the Dekker
+        // argument covers it as it covers `armed`. A writer racing a re-arm may pair one arm's
+        // threshold with the other's callback: a spurious early fire, or no fire for a callback
+        // that is being replaced and re-checks itself in `arm_with`.
+        self.readable.arm_with(hook, || self.readable_min.store(min.max(1), Ordering::Relaxed), || self.readable_due());
     }
 
     fn readable_due(&self) -> Option<()> {
         let (end, written) = self.end_and_written();
         let read = self.read_pos.load(Ordering::Acquire);
-        (written > read || end != OPEN || self.reader_closed.load(Ordering::Acquire)).then_some(())
+        let min = self.readable_min.load(Ordering::Relaxed);
+        (written.saturating_sub(read) >= min || end != OPEN || self.reader_closed.load(Ordering::Acquire))
+            .then_some(())
     }
 
     /// Writer side, after publishing a write or the end: wake parked readers and fire an armed
@@ -234,7 +245,7 @@ impl Shared {
         // `notify` begins with the SeqCst fence that also orders our publication before the load
         // of the readable flag (the Dekker pair with `arm_readable`).
         self.data.notify();
-        self.readable.fire_if_armed(|| Some(()));
+        self.readable.fire_if_armed(|| self.readable_due());
     }
 
     /// Reader side, after moving the cursor (Release store of `read_pos` done): wake a writer

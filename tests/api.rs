@@ -30,7 +30,15 @@ thread_local! {
     /// Allocations of at least `FAIL_MIN` bytes fail once `FAIL_ALLOW` such allocations succeeded.
     static FAIL_MIN: Cell<usize> = const { Cell::new(usize::MAX) };
     static FAIL_ALLOW: Cell<u32> = const { Cell::new(0) };
+    /// Bytes of all allocations made by this thread.
+    static ALL_BYTES: Cell<u64> = const { Cell::new(0) };
+    /// While `RECORDING`, the sizes of this thread's large allocations, in order.
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
+    static RECORDED: [Cell<usize>; RECORD_MAX] = const { [const { Cell::new(0) }; RECORD_MAX] };
+    static NRECORDED: Cell<usize> = const { Cell::new(0) };
 }
+
+const RECORD_MAX: usize = 64;
 
 const BIG: usize = 1024;
 
@@ -39,6 +47,16 @@ const BIG: usize = 1024;
 unsafe impl GlobalAlloc for TestAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let size = layout.size();
+        let _ = ALL_BYTES.try_with(|b| b.set(b.get() + size as u64));
+        if size >= BIG && RECORDING.try_with(Cell::get).unwrap_or(false) {
+            let _ = NRECORDED.try_with(|n| {
+                let i = n.get();
+                if i < RECORD_MAX {
+                    let _ = RECORDED.try_with(|r| r[i].set(size));
+                    n.set(i + 1);
+                }
+            });
+        }
         if size >= BIG {
             let refuse = FAIL_MIN
                 .try_with(|min| {
@@ -70,6 +88,20 @@ unsafe impl GlobalAlloc for TestAlloc {
 
 #[global_allocator]
 static ALLOC: TestAlloc = TestAlloc;
+
+fn all_bytes() -> u64 {
+    ALL_BYTES.with(Cell::get)
+}
+
+/// The sizes of the large allocations `f` makes on this thread (the first `RECORD_MAX`).
+fn record_large_allocations(f: impl FnOnce()) -> Vec<usize> {
+    NRECORDED.with(|n| n.set(0));
+    RECORDING.with(|r| r.set(true));
+    f();
+    RECORDING.with(|r| r.set(false));
+    let n = NRECORDED.with(Cell::get);
+    RECORDED.with(|r| r[..n].iter().map(Cell::get).collect())
+}
 
 fn big_bytes() -> u64 {
     BIG_BYTES.with(Cell::get)
@@ -235,6 +267,79 @@ fn default_max_size_refuses_without_allocating() {
     assert_eq!(big_bytes(), before, "a refused write allocated");
     assert_eq!(r.available(), 0);
     assert_eq!(w.written(), 0);
+}
+
+#[test]
+fn idle_pipe_costs_well_under_1_kib() {
+    let before = all_bytes();
+    let (w, r) = bodypipe::pipe();
+    let cost = all_bytes() - before;
+    eprintln!("an idle pipe allocates {cost} bytes");
+    assert!(cost < 1024, "an idle pipe allocated {cost} bytes");
+    let before = all_bytes();
+    let (w2, r2) = Builder::new().content_length(1 << 30).max_buffered(1 << 20).build().unwrap();
+    assert!(all_bytes() - before < 1024, "no segment before the first write");
+    drop((w, r, w2, r2));
+}
+
+#[test]
+fn segment_sizing() {
+    // Unknown length: a small first segment, doubling up to 8 MiB, and a write larger than the
+    // next size gets a segment that fits it (up to the cap).
+    let (mut w, r) = bodypipe::pipe();
+    let chunk = vec![1u8; 1000];
+    let sizes = record_large_allocations(|| {
+        for _ in 0..40_000 {
+            w.write(&chunk).unwrap();
+        }
+    });
+    assert_eq!(
+        sizes[..12],
+        [
+            4 << 10,
+            8 << 10,
+            16 << 10,
+            32 << 10,
+            64 << 10,
+            128 << 10,
+            256 << 10,
+            512 << 10,
+            1 << 20,
+            2 << 20,
+            4 << 20,
+            8 << 20
+        ]
+    );
+    assert!(sizes[12..].iter().all(|&s| s == 8 << 20), "{sizes:?}");
+    assert_eq!(r.views().len(), sizes.len());
+    drop(r);
+
+    // Known length, unbounded: one segment of exactly the length, allocated at the first write.
+    let (mut w, r) = Builder::new().content_length(1_000_000).build().unwrap();
+    let sizes = record_large_allocations(|| {
+        for _ in 0..1000 {
+            w.write(&chunk).unwrap();
+        }
+    });
+    assert_eq!(sizes, [1_000_000]);
+    assert_eq!(r.views().len(), 1);
+
+    // Ring mode: max_buffered / 4 within [4 KiB, 1 MiB], whatever the content length.
+    for (mb, seg) in [(1 << 10, 4 << 10), (64 << 10, 16 << 10), (16 << 20, 1 << 20)] {
+        let (mut w, r) = Builder::new().max_buffered(mb).content_length(1 << 30).build().unwrap();
+        let sizes = record_large_allocations(|| w.write(&chunk).unwrap());
+        assert_eq!(sizes, [seg], "max_buffered {mb}");
+        drop(r);
+    }
+
+    // segment_size overrides everything.
+    let (mut w, _r) = Builder::new().segment_size(3000).content_length(10_000).build().unwrap();
+    let sizes = record_large_allocations(|| {
+        for _ in 0..10 {
+            w.write(&chunk).unwrap();
+        }
+    });
+    assert_eq!(sizes, [3000, 3000, 3000], "the fourth segment (1000 bytes) is below the recording size");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -909,6 +1014,38 @@ fn read_line_across_segments() {
     assert_eq!(line, b"gh");
     assert_eq!(r.read_line(&mut line, None, None).unwrap(), 0);
     assert_eq!(r.try_read_line(&mut line, None).unwrap(), Some(0));
+}
+
+#[test]
+fn try_read_until_with_in_place_gathered_and_failing() {
+    let (mut w, r) = Builder::new().segment_size(8).build().unwrap();
+    w.write(b"abc\ndefghijkl\nrest").unwrap();
+    let fail = |_: &[u8]| Err::<(), _>(io::Error::other("no room"));
+    // A line inside one segment is handed over in place; a failing callback consumes nothing.
+    assert_eq!(r.try_read_until_with(b'\n', None, fail).unwrap_err().to_string(), "no room");
+    assert_eq!(r.position(), 0);
+    let seg0 = r.views()[0].as_ptr();
+    let (ptr, line) = r.try_read_until_with(b'\n', None, |l| Ok((l.as_ptr(), l.to_vec()))).unwrap().unwrap();
+    assert_eq!(ptr, seg0, "zero-copy");
+    assert_eq!(line, b"abc\n");
+    // A line spanning segments (bytes 4..14 cross 8) is gathered; failure still consumes nothing.
+    assert!(r.try_read_until_with(b'\n', None, fail).is_err());
+    assert_eq!(r.position(), 4);
+    assert_eq!(r.try_read_until_with(b'\n', None, |l| Ok(l.to_vec())).unwrap().unwrap(), b"defghijkl\n");
+    // Incomplete: None, and the callback is not called.
+    let called = Cell::new(false);
+    let got = r.try_read_until_with(b'\n', None, |_| {
+        called.set(true);
+        Ok(())
+    });
+    assert!(got.unwrap().is_none());
+    assert!(!called.get());
+    // Limit and end of stream.
+    assert_eq!(r.try_read_until_with(b'\n', Some(2), |l| Ok(l.to_vec())).unwrap().unwrap(), b"re");
+    w.close();
+    assert_eq!(r.try_read_until_with(b'\n', None, |l| Ok(l.to_vec())).unwrap().unwrap(), b"st");
+    assert_eq!(r.try_read_until_with(b'\n', None, |l| Ok(l.len())).unwrap(), Some(0));
+    assert!(r.at_eof());
 }
 
 #[test]

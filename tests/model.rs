@@ -1,7 +1,11 @@
 #![cfg(not(feature = "loom"))]
-//! Model-based property tests: random sequences of writes, reads, line reads, skips, seeks,
-//! searches and views against a plain `Vec<u8>` with a position, in unbounded and ring mode and
-//! for several segment sizes (1, 3, 7, 64 bytes and the default sizing).
+//! Model-based property tests: random sequences of writes (`write`, `write_slices`), reads
+//! (`try_read`, `read_blocking` and `read_until` with a deadline already passed, `try_read_until`
+//! with random delimiters and limits), skips, seeks (Start/Current/End), finds (random needles and
+//! pieces of the data, so many straddle segment boundaries), views, close and abort, against a
+//! plain `Vec<u8>` with a position; in unbounded and ring mode (random `max_buffered`), with and
+//! without `content_length` / `max_size`, for segment sizes 1, 3, 7, 64 and the default sizing.
+//! 4000 cases of up to 300 operations per configuration.
 //!
 //! Every operation's result is compared with the model, and after every operation so are the
 //! reader's `available`, `position`, `written` and `at_eof`. Ring mode is modelled exactly except
@@ -499,14 +503,14 @@ fn config_strategy(segment: Option<usize>, ring: bool) -> impl Strategy<Value = 
     )
 }
 
-const CASES: u32 = 1500;
+const CASES: u32 = 4000;
 
 macro_rules! model_test {
     ($name:ident, $segment:expr, $ring:expr) => {
         proptest! {
             #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
             #[test]
-            fn $name(config in config_strategy($segment, $ring), ops in prop::collection::vec(op(), 0..200)) {
+            fn $name(config in config_strategy($segment, $ring), ops in prop::collection::vec(op(), 0..300)) {
                 run(config, ops)?;
             }
         }

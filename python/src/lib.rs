@@ -10,7 +10,7 @@
 //! The crate is also an `rlib` so a program that embeds CPython can register the module and hand
 //! readers to Python without going through `import` machinery of its own:
 //!
-//! ```ignore
+//! ```text
 //! use bodypipe_python::bodypipe_module;
 //! // Before the interpreter starts:
 //! pyo3::append_to_inittab!(bodypipe_module);   // or bodypipe_python::append_to_inittab()
