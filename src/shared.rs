@@ -234,8 +234,7 @@ impl Shared {
         let (end, written) = self.end_and_written();
         let read = self.read_pos.load(Ordering::Acquire);
         let min = self.readable_min.load(Ordering::Relaxed);
-        (written.saturating_sub(read) >= min || end != OPEN || self.reader_closed.load(Ordering::Acquire))
-            .then_some(())
+        (written.saturating_sub(read) >= min || end != OPEN || self.reader_closed.load(Ordering::Acquire)).then_some(())
     }
 
     /// Writer side, after publishing a write or the end: wake parked readers and fire an armed
