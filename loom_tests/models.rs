@@ -238,6 +238,76 @@ fn on_readable_fires_once() {
     });
 }
 
+/// A callback with a threshold fires once the threshold is reached, exactly once, even though
+/// the writer's first write makes it not yet due (the async `areadexactly` path).
+#[test]
+fn on_readable_min_fires_once_at_threshold() {
+    model(|| {
+        let (mut w, r) = Builder::new().build().unwrap();
+        let fired = Arc::new(AtomicUsize::new(0));
+        let writer = thread::spawn(move || {
+            w.write(&[1]).unwrap();
+            w.write(&[2]).unwrap();
+            w
+        });
+        let f = fired.clone();
+        r.on_readable_min(2, move || {
+            f.fetch_add(1, Ordering::Relaxed);
+        });
+        let w = writer.join().unwrap();
+        assert_eq!(fired.load(Ordering::Relaxed), 1, "threshold callback lost or fired twice");
+        assert_eq!(r.available(), 2);
+        w.close();
+    });
+}
+
+/// Re-arming with a lower threshold while the writer publishes is not lost: the threshold is
+/// set under the callback's lock, before the arming fence.
+#[test]
+fn on_readable_min_rearm_lower_is_not_lost() {
+    model(|| {
+        let (mut w, r) = Builder::new().build().unwrap();
+        let a = Arc::new(AtomicUsize::new(0));
+        let b = Arc::new(AtomicUsize::new(0));
+        let writer = thread::spawn(move || {
+            w.write(&[1]).unwrap();
+            w
+        });
+        let fa = a.clone();
+        r.on_readable_min(3, move || {
+            fa.fetch_add(1, Ordering::Relaxed);
+        });
+        let fb = b.clone();
+        r.on_readable_min(1, move || {
+            fb.fetch_add(1, Ordering::Relaxed);
+        });
+        let w = writer.join().unwrap();
+        assert_eq!(b.load(Ordering::Relaxed), 1, "re-armed callback lost or fired twice");
+        assert!(a.load(Ordering::Relaxed) <= 1);
+        w.close();
+    });
+}
+
+/// A blocking `read_line` sees a newline that lands between its scan and its wait: it waits for
+/// bytes beyond what its scan saw, not for one more than it finds unread afterwards.
+#[test]
+fn read_line_sees_late_newline() {
+    model(|| {
+        let (mut w, r) = Builder::new().build().unwrap();
+        let r = Arc::new(r);
+        w.write(b"a").unwrap();
+        let r2 = r.clone();
+        let reader = thread::spawn(move || {
+            let mut out = Vec::new();
+            r2.read_line(&mut out, None, None).unwrap();
+            out
+        });
+        w.write(b"\n").unwrap();
+        assert_eq!(reader.join().unwrap(), b"a\n"); // the writer is still open: no EOF rescue
+        drop(w);
+    });
+}
+
 /// Closing the reader wakes a writer waiting for room, which then gets `ReaderClosed`.
 #[test]
 fn reader_close_wakes_writer() {

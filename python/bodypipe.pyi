@@ -7,9 +7,13 @@ Blocking reads release the GIL and wait in 50 ms slices, checking signals betwee
 threads run and Ctrl-C interrupts a blocked read. Timeouts (``settimeout``) raise
 ``TimeoutError``; bytes a timed-out call had already consumed are attached to the exception as
 ``exc.partial`` (``b''`` when none were: most waits happen before anything is consumed).
+
+Async code awaits ``aread``/``areadline``/``areadexactly`` or iterates with ``async for``: they
+return at once when the data is there and otherwise park on the event loop (asyncio or uvloop)
+until the writer's thread signals one wake-up fd per loop; no thread and no polling per reader.
 """
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import SupportsIndex, final
 
@@ -133,6 +137,41 @@ class PyBuffer:
         """Remaining lines; stops once their total length reaches ``hint`` (when positive)."""
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
+    async def aread(self, n: SupportsIndex | None = -1) -> bytes:
+        """Up to ``n`` bytes, as soon as at least one is there (as ``asyncio.StreamReader.read``);
+        ``b''`` only at EOF. ``None``/negative: everything up to EOF. ``aread(0)``: ``b''``.
+
+        Waits without blocking the event loop: the read parks until the writer's thread signals
+        the loop's one wake-up fd (an ``eventfd`` watched with ``loop.add_reader``, shared by all
+        of the loop's parked reads). Cancelling the awaiting task (``task.cancel()``,
+        ``asyncio.timeout(...)``, ``asyncio.wait_for``) consumes nothing: the next read gets the
+        bytes. ``settimeout()`` does not apply; use ``asyncio.timeout``. Ring mode
+        (``max_buffered``) with ``n`` negative and no content length consumes as data arrives;
+        bytes gathered before a cancellation are then lost (they are on ``BodyAborted.partial``
+        after an abort).
+
+        :raises BodyAborted: after the data written before an abort was read; for ``aread()``
+            (everything) as soon as the abort is reached, with the bytes it consumed as ``partial``.
+        """
+    async def areadline(self, size: SupportsIndex | None = -1) -> bytes:
+        """One line including ``b'\\n'``, at most ``size`` bytes; the rest at EOF; ``b''`` at EOF.
+        Waits (without blocking the loop) for the whole line; nothing is consumed before, so a
+        cancelled call loses nothing, except in ring mode for a line longer than ``max_buffered``,
+        which is consumed as it arrives (as ``readline`` does).
+
+        :raises BodyAborted: once the data written before an abort was read.
+        """
+    async def areadexactly(self, n: SupportsIndex) -> bytes:
+        """Exactly ``n`` bytes (as ``asyncio.StreamReader.readexactly``). Waits for all of them
+        before consuming any (ring mode: for ``max_buffered`` at a time).
+
+        :raises asyncio.IncompleteReadError: EOF came first (``partial`` holds the bytes read).
+        :raises BodyAborted: the body was aborted first (``partial`` holds the bytes read).
+        :raises ValueError: ``n < 0``.
+        """
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """``async for line in buf``: lines as :meth:`areadline` returns them, until EOF."""
+    async def __anext__(self) -> bytes: ...
     def peek(self, size: int = 0) -> bytes:
         """Up to ``size`` unread bytes (all there now if ``size <= 0``) without consuming them;
         waits for at least one byte unless at EOF."""

@@ -48,6 +48,9 @@ MUTATIONS = [
     ("oneshot_arm_no_fence", "src/hook.rs",
      "        fence(Ordering::SeqCst);\n        if let Some(why) = due() {",
      "        if let Some(why) = due() {"),
+    ("read_until_waits_after_scan", "src/reader.rs",
+     "self.wait_beyond(seen, deadline)?;",
+     "self.wait(avail.saturating_add(1), deadline)?;"),
 ]
 
 

@@ -321,6 +321,10 @@ impl Reader {
     ) -> io::Result<usize> {
         let mut total = 0;
         loop {
+            // What the scan below will at least have seen: waiting for bytes beyond it (rather
+            // than for `available() + 1` read after the scan) cannot miss a delimiter that lands
+            // between the scan and the wait (loom: `read_line_sees_late_newline`).
+            let seen = self.shared.write_pos.load(Ordering::Acquire);
             match self.try_read_until(delim, out, limit)? {
                 Some(n) => return Ok(total + n),
                 None => {
@@ -337,9 +341,23 @@ impl Reader {
                         }
                         continue;
                     }
-                    self.wait(avail.saturating_add(1), deadline)?;
+                    self.wait_beyond(seen, deadline)?;
                 }
             }
+        }
+    }
+
+    /// Blocks until more than `seen` bytes are written, the stream ends, or the reader closes.
+    fn wait_beyond(&self, seen: u64, deadline: Option<Instant>) -> Result<(), WaitError> {
+        let shared = &*self.shared;
+        let ready = || {
+            let (end, written) = shared.end_and_written();
+            written > seen || end != OPEN || shared.reader_closed.load(Ordering::Acquire)
+        };
+        if shared.data.wait_until(ready, deadline) {
+            Ok(())
+        } else {
+            Err(WaitError::TimedOut)
         }
     }
 

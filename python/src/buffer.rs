@@ -1,5 +1,6 @@
 //! `bodypipe.PyBuffer`: the file-like reader side of a body.
 
+use crate::aio::{aio, AsyncWaiters, Notifier};
 use crate::errors::{self, body_aborted, bytes_like, read_error, size_arg, timeout, unsupported};
 use crate::wait::{deadline, in_slices};
 use ::bodypipe::{Reader, Ready, View};
@@ -21,13 +22,17 @@ const DETACH_COPY: usize = 256 * 1024;
 /// beyond it the bytes are gathered as they come.
 const PREALLOC_MAX: usize = 64 * 1024 * 1024;
 
-/// The per-thread line scratch buffer keeps at most this much capacity between calls.
-const SCRATCH_KEEP: usize = 64 * 1024;
+/// Marks a line too long to copy with the GIL held (see `PyBuffer::line_fast`).
+#[derive(Debug)]
+struct LongLine;
 
-thread_local! {
-    /// Scratch for `readline` fast paths, taken out while in use (see `readline_impl`).
-    static LINE_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+impl std::fmt::Display for LongLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("line longer than the GIL-held copy limit")
+    }
 }
+
+impl std::error::Error for LongLine {}
 
 /// The reader side of a request body, usable as `wsgi.input`.
 ///
@@ -39,12 +44,14 @@ pub struct PyBuffer {
     /// `_test_create` keeps the writer here, so the body neither grows nor aborts while the
     /// object lives (dropping a core `Writer` would abort the body).
     _keep_writer: Mutex<Option<::bodypipe::Writer>>,
+    /// Async reads parked on this buffer (see `aio.rs`).
+    waiters: AsyncWaiters,
 }
 
 impl PyBuffer {
     /// Wraps a shared core reader (see [`crate::wrap_reader`]).
     pub fn from_reader(reader: Arc<Reader>) -> Self {
-        Self { reader, _keep_writer: Mutex::new(None) }
+        Self { reader, _keep_writer: Mutex::new(None), waiters: AsyncWaiters::default() }
     }
 
     /// The shared core reader behind this object.
@@ -362,45 +369,60 @@ impl PyBuffer {
         Ok(n)
     }
 
+    /// The fast path for lines, GIL held: one cursor lock, one scan, and the line copied once,
+    /// straight from segment memory into the new `bytes` (the core hands it over in place).
+    /// `Err(LongLine)`: the line is longer than `DETACH_COPY` and was left unread, to be copied
+    /// with the GIL released instead. `Ok(None)`: no complete line yet (nothing consumed).
+    #[allow(clippy::type_complexity)]
+    fn line_fast<'py>(
+        &self,
+        py: Python<'py>,
+        limit: Option<usize>,
+    ) -> PyResult<Result<Option<Bound<'py, PyBytes>>, LongLine>> {
+        let res = self.reader.try_read_until_with(b'\n', limit, |line| {
+            if line.len() > DETACH_COPY {
+                Err(io::Error::other(LongLine))
+            } else {
+                Ok(PyBytes::new(py, line))
+            }
+        });
+        match res {
+            Ok(line) => Ok(Ok(line)),
+            Err(e) if e.get_ref().is_some_and(|inner| inner.is::<LongLine>()) => Ok(Err(LongLine)),
+            Err(e) => Err(read_error(py, e)),
+        }
+    }
+
+    /// A long line, copied with the GIL released; `None` while it is incomplete.
+    fn line_detached<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let r = &*self.reader;
+        let mut out = Vec::new();
+        match py.detach(|| r.try_read_line(&mut out, limit)) {
+            Ok(Some(_)) => Ok(Some(PyBytes::new(py, &out))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(read_error(py, e)),
+        }
+    }
+
+    /// A complete line (up to `limit` bytes; the rest at EOF; `b''` at EOF) if there is one now,
+    /// without waiting; `None` while the line is incomplete (nothing consumed then).
+    fn try_line<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        match self.line_fast(py, limit)? {
+            Ok(line) => Ok(line),
+            Err(LongLine) => self.line_detached(py, limit),
+        }
+    }
+
     /// One line (up to `limit` bytes); `b''` at EOF.
     fn readline_impl<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
         if limit == Some(0) {
             return Ok(PyBytes::new(py, b""));
         }
+        if let Some(line) = self.try_line(py, limit)? {
+            return Ok(line);
+        }
         let r = &*self.reader;
-        // The line is short enough to copy with the GIL held if everything present is, or if a
-        // newline comes early (checked only when much is present: it costs a second lock).
-        let short = |cap: usize| limit.is_some_and(|l| l <= cap);
-        let small =
-            r.available() <= DETACH_COPY || short(DETACH_COPY) || r.find(b"\n", 0, Some(DETACH_COPY as u64)).is_some();
-        if small {
-            // Fast path, GIL held: the line goes through a per-thread scratch buffer, which saves
-            // an allocation per line (line iteration is dominated by per-call costs). The Vec is
-            // taken out of the cell, not borrowed, so a re-entrant call (a finalizer run by the
-            // allocation below that reads another buffer) just gets a fresh one.
-            let mut scratch = LINE_SCRATCH.with(|c| c.take());
-            scratch.clear();
-            let res = match r.try_read_line(&mut scratch, limit) {
-                Ok(Some(_)) => Ok(Some(PyBytes::new(py, &scratch))),
-                Ok(None) => Ok(None),
-                Err(e) => Err(read_error(py, e)),
-            };
-            // Do not keep a huge line's memory alive for the life of the thread.
-            if scratch.capacity() <= SCRATCH_KEEP {
-                LINE_SCRATCH.with(|c| c.set(scratch));
-            }
-            if let Some(line) = res? {
-                return Ok(line);
-            }
-        }
         let mut out = Vec::new();
-        if r.available() > DETACH_COPY {
-            match py.detach(|| r.try_read_line(&mut out, limit)) {
-                Ok(Some(_)) => return Ok(PyBytes::new(py, &out)),
-                Ok(None) => {}
-                Err(e) => return Err(read_error(py, e)),
-            }
-        }
         // No complete line yet: wait for it. `read_line` consumes nothing until the line is
         // complete (or the limit/EOF is reached), so a timeout usually loses nothing; in ring mode
         // a line longer than the high-water mark is consumed as it arrives (it could never
@@ -724,6 +746,116 @@ impl PyBuffer {
             }
         }
         Ok(PyBytes::new(py, &out))
+    }
+
+    /// `await buf.aread(n=-1)`: up to `n` bytes, as soon as at least one is there (`b''` only at
+    /// EOF); `None`/negative: everything up to EOF. Never blocks the event loop.
+    #[pyo3(signature = (n=None))]
+    fn aread<'py>(slf: &Bound<'py, Self>, n: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        let n = size_arg(n)?;
+        aio(slf.py())?.aread.bind(slf.py()).call1((slf, n))
+    }
+
+    /// `await buf.areadline(size=-1)`: one line including `b'\n'`, at most `size` bytes.
+    #[pyo3(signature = (size=None))]
+    fn areadline<'py>(slf: &Bound<'py, Self>, size: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        let limit = size_arg(size)?;
+        aio(slf.py())?.areadline.bind(slf.py()).call1((slf, limit))
+    }
+
+    /// `await buf.areadexactly(n)`: exactly `n` bytes; `asyncio.IncompleteReadError` at an
+    /// earlier EOF.
+    fn areadexactly<'py>(slf: &Bound<'py, Self>, n: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let n: isize = n.extract().map_err(|_| {
+            let ty = n.get_type().name().map(|t| t.to_string()).unwrap_or_else(|_| "?".into());
+            PyTypeError::new_err(format!("readexactly size must be an integer, not '{ty}'"))
+        })?;
+        if n < 0 {
+            return Err(PyValueError::new_err("readexactly size can not be less than zero"));
+        }
+        aio(py)?.areadexactly.bind(py).call1((slf, n))
+    }
+
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        aio(slf.py())?.anext.bind(slf.py()).call1((slf,))
+    }
+
+    /// Async support: up to `size` (None: all) bytes there now; `b''` at the end; `None` when a
+    /// read would wait. Raises `BodyAborted` once the data before an abort is read.
+    #[pyo3(signature = (size))]
+    fn _try_read1<'py>(&self, py: Python<'py>, size: Option<usize>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        if size == Some(0) {
+            return Ok(Some(PyBytes::new(py, b"")));
+        }
+        // Loaded before the read: an empty read after the end was seen is a true end (the end is
+        // published after the last write).
+        let ended = self.reader.is_ended() || self.reader.is_closed();
+        let data = self.read_some(py, size, false)?;
+        Ok((!data.as_bytes().is_empty() || ended).then_some(data))
+    }
+
+    /// Async support: a line (as `readline(size)`) if complete now, as `bytes`; else the number
+    /// of unread bytes to wait for (an `int`); in ring mode, for a line longer than
+    /// `max_buffered`, a 1-tuple with the part consumed now (the caller continues the line).
+    #[pyo3(signature = (limit))]
+    fn _try_readline<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
+        let r = &*self.reader;
+        // The scan below covers at least the bytes written by now, so once one more is written
+        // (or the stream ends) it is worth scanning again.
+        let written = r.written();
+        if let Some(line) = self.try_line(py, limit)? {
+            return Ok(line.into_any());
+        }
+        if let Some(cap) = r.max_buffered() {
+            let avail = r.available();
+            if avail >= cap {
+                // The writer cannot add a byte until we consume: take what is there.
+                let take = limit.map_or(avail, |l| l.min(avail));
+                if let Some(part) = self.try_line(py, Some(take))? {
+                    let b = part.as_bytes();
+                    let done = b.is_empty()
+                        || b.ends_with(
+                            b"
+",
+                        )
+                        || Some(b.len()) == limit;
+                    return if done { Ok(part.into_any()) } else { Ok((part,).into_pyobject(py)?.into_any()) };
+                }
+            }
+        }
+        let unread_then = usize::try_from(written.saturating_sub(r.position())).unwrap_or(usize::MAX);
+        Ok(unread_then.saturating_add(1).into_pyobject(py)?.into_any())
+    }
+
+    /// Async support: wake wait `wid` of `notifier` once `min` bytes are unread or the stream
+    /// has ended (at once if so already).
+    fn _arm(&self, notifier: &Bound<'_, Notifier>, wid: u64, min: usize) {
+        self.waiters.arm(&self.reader, notifier.get(), wid, min);
+    }
+
+    /// Async support: forget wait `wid` of `notifier`.
+    fn _disarm(&self, notifier: &Bound<'_, Notifier>, wid: u64) {
+        self.waiters.disarm(notifier.get(), wid);
+    }
+
+    /// Async support (tests): how many async reads are parked on this buffer.
+    fn _parked(&self) -> usize {
+        self.waiters.parked()
+    }
+
+    /// Async support: the writer ended the stream, or the reader was closed.
+    fn _ended(&self) -> bool {
+        self.reader.is_ended() || self.reader.is_closed()
+    }
+
+    /// Async support: the high-water mark (ring mode) or None.
+    fn _max_buffered(&self) -> Option<usize> {
+        self.reader.max_buffered()
     }
 
     /// Bytes that can be read now without blocking.

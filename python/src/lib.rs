@@ -25,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+mod aio;
 mod buffer;
 mod errors;
 mod wait;
@@ -99,6 +100,7 @@ pub fn bodypipe_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pipe, m)?)?;
     m.add_class::<PyBuffer>()?;
     m.add_class::<Writer>()?;
+    m.add_class::<aio::Notifier>()?;
     errors::register(py, m)?;
     // Code that checks `isinstance(f, io.RawIOBase)` (or `io.IOBase`) accepts a PyBuffer; it is a
     // virtual subclass so none of RawIOBase's Python-level methods shadow ours.
