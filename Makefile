@@ -39,6 +39,7 @@ python-install:
 
 test-python: python-install
 	$(CARGO) test -p bodypipe-python
+	$(PY) -m mypy.stubtest bodypipe --allowlist python/stubtest-allowlist.txt
 	$(PY) -m pytest python/tests -q
 
 ## The Erlang binding: rebar3 builds the NIF (cargo pre_hook) and runs the Common Test suites.

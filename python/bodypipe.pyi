@@ -19,7 +19,7 @@ from typing import SupportsIndex, final
 
 from typing_extensions import Buffer
 
-__all__ = ["pipe", "PyBuffer", "Writer", "BodyAborted", "__version__"]
+__all__ = ["pipe", "PyBuffer", "Writer", "_Notifier", "BodyAborted", "__version__"]
 
 __version__: str
 
@@ -137,7 +137,7 @@ class PyBuffer:
         """Remaining lines; stops once their total length reaches ``hint`` (when positive)."""
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
-    async def aread(self, n: SupportsIndex | None = -1) -> bytes:
+    async def aread(self, n: SupportsIndex | None = None) -> bytes:
         """Up to ``n`` bytes, as soon as at least one is there (as ``asyncio.StreamReader.read``);
         ``b''`` only at EOF. ``None``/negative: everything up to EOF. ``aread(0)``: ``b''``.
 
@@ -153,7 +153,7 @@ class PyBuffer:
         :raises BodyAborted: after the data written before an abort was read; for ``aread()``
             (everything) as soon as the abort is reached, with the bytes it consumed as ``partial``.
         """
-    async def areadline(self, size: SupportsIndex | None = -1) -> bytes:
+    async def areadline(self, size: SupportsIndex | None = None) -> bytes:
         """One line including ``b'\\n'``, at most ``size`` bytes; the rest at EOF; ``b''`` at EOF.
         Waits (without blocking the loop) for the whole line; nothing is consumed before, so a
         cancelled call loses nothing, except in ring mode for a line longer than ``max_buffered``,
@@ -220,3 +220,13 @@ class PyBuffer:
     # Declared for type checkers (memoryview(buf), bytes(buf)): the runtime exposes the buffer
     # protocol through the C slot, which Python 3.11 does not surface as a `__buffer__` method.
     def __buffer__(self, flags: int, /) -> memoryview: ...
+
+@final
+class _Notifier:
+    """Internal to the asyncio readers: one event loop's wake-up fd and ready queue."""
+
+    def __init__(self) -> None: ...
+    def fileno(self) -> int:
+        """The descriptor to watch with ``loop.add_reader``."""
+    def drain(self) -> list[int]:
+        """Clears the fd, then returns (and forgets) the ids of the waits that became ready."""
