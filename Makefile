@@ -7,13 +7,28 @@ export CARGO_TERM_COLOR ?= never
 LOOM_MAX_PREEMPTIONS ?= 3
 export LOOM_MAX_PREEMPTIONS
 
+
+.PHONY: selftest load stream-demo
 .PHONY: setup demo test fmt-check clippy test-rust test-loom test-python test-erlang bench python-install
 
 setup:
 	@bash scripts/setup.sh
 
-## The main job: stream a body from a producer to a reader and report what was measured.
+## The main job: an Erlang (mochiweb) HTTP server streaming request bodies into Python WSGI apps
+## in the same VM through py_buffer, on 127.0.0.1:$${PORT:-8080}; prints how to try it.
 demo: setup
+	bash scripts/demo.sh
+
+## Uploads 1 GiB with curl (fixed-length and chunked) to a fresh demo server and checks the hash.
+selftest: setup
+	bash scripts/demo.sh --selftest
+
+## wrk against the upload endpoint: bodypipe vs the same app under gunicorn, in one run.
+load: setup
+	bash scripts/load.sh
+
+## The core alone: a writer thread streaming 1 GiB to a reader thread, three modes.
+stream-demo: setup
 	$(CARGO) run -p bodypipe --release --example stream
 
 ## Every test: formatting, lints, Rust unit/property/stress tests, loom models, pytest, Erlang CT.

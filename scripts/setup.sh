@@ -40,5 +40,7 @@ pip_install() {
 }
 reqs=(maturin)
 [ -f python/requirements-test.txt ] && reqs+=(-r python/requirements-test.txt)
+# The HTTP demo's apps and the load comparison (Flask, gunicorn): demo/requirements.txt.
+[ -f demo/requirements.txt ] && reqs+=(-r demo/requirements.txt)
 pip_install "${reqs[@]}"
 echo "setup: done"
