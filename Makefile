@@ -8,7 +8,7 @@ LOOM_MAX_PREEMPTIONS ?= 3
 export LOOM_MAX_PREEMPTIONS
 
 
-.PHONY: selftest load stream-demo
+.PHONY: selftest load stream-demo bench
 .PHONY: setup demo test fmt-check clippy test-rust test-loom test-python test-erlang bench python-install
 
 setup:
@@ -60,3 +60,32 @@ test-python: python-install
 ## The Erlang binding: rebar3 builds the NIF (cargo pre_hook) and runs the Common Test suites.
 test-erlang:
 	cd erlang && ./test.sh
+
+## Benchmarks (issue 5): the Rust suite (one process, interleaved reps, medians), the criterion
+## micro-benchmarks, the Python comparison and the Erlang one, then one merged table of ratios.
+## Results: bench-results/bench.json (+ python.json, erlang.json; criterion under target/criterion).
+## Knobs: BENCH_REPS (5), BENCH_SCALE (1.0; 0.05 for a smoke run), ERLANG_BENCH_MIB (1024).
+BENCH_REPS ?= 5
+BENCH_SCALE ?= 1.0
+ERLANG_BENCH_MIB ?= 1024
+export BENCH_REPS BENCH_SCALE
+
+.PHONY: bench bench-rust bench-micro bench-python bench-erlang
+
+bench: setup bench-rust bench-micro bench-python bench-erlang
+	@$(PY) benches/report.py bench-results
+
+bench-rust:
+	@mkdir -p bench-results
+	$(CARGO) bench -p bodypipe --bench suite
+
+bench-micro:
+	$(CARGO) bench -p bodypipe --bench micro
+
+bench-python: python-install
+	$(PY) benches/python_bench.py --out bench-results/python.json
+
+bench-erlang:
+	@mkdir -p bench-results
+	cd erlang && rebar3 compile
+	escript erlang/bench/bench_json.escript bench-results/erlang.json $(ERLANG_BENCH_MIB) 3

@@ -97,6 +97,39 @@ impl Results {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Watchdog: a lost wake-up must fail the run, not hang `make bench` (it happened once, on a
+// mid-edit tree: writer parked in wait_writable, reader parked in wait with 1 MiB available).
+// ---------------------------------------------------------------------------------------------
+
+static BEAT: AtomicU64 = AtomicU64::new(0);
+static DOING: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+fn beat(what: impl Into<String>) {
+    *DOING.lock().unwrap() = what.into();
+    BEAT.fetch_add(1, Ordering::Relaxed);
+}
+
+fn start_watchdog() {
+    let limit = env_f64("BENCH_WATCHDOG_SECS", 300.0);
+    thread::spawn(move || {
+        let (mut last, mut since) = (u64::MAX, Instant::now());
+        loop {
+            thread::sleep(Duration::from_secs(1));
+            let b = BEAT.load(Ordering::Relaxed);
+            if b != last {
+                (last, since) = (b, Instant::now());
+            } else if since.elapsed().as_secs_f64() > limit {
+                eprintln!(
+                    "watchdog: no progress for {limit} s in `{}`: a lost wake-up or deadlock; aborting",
+                    DOING.lock().unwrap()
+                );
+                std::process::exit(4);
+            }
+        }
+    });
+}
+
 fn env_f64(name: &str, default: f64) -> f64 {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
@@ -325,13 +358,20 @@ fn throughput(res: &mut Results, reps: usize, scale: f64) {
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); ds.len()];
         eprintln!("throughput {}: {} MiB x {reps} reps", size_label(chunk), total >> 20);
         for _ in 0..reps {
-            for (i, (_, f)) in ds.iter().enumerate() {
+            for (i, (name, f)) in ds.iter().enumerate() {
+                beat(format!("stream {} {name}", size_label(chunk)));
                 runs[i].push(f(&pat, total, chunk));
             }
         }
         // One extra, untimed pass with the futex counters on (they slow the threads they watch).
         set_counting(true);
-        let counted_runs: Vec<Run> = ds.iter().map(|(_, f)| f(&pat, total, chunk)).collect();
+        let counted_runs: Vec<Run> = ds
+            .iter()
+            .map(|(name, f)| {
+                beat(format!("stream {} {name} (counted)", size_label(chunk)));
+                f(&pat, total, chunk)
+            })
+            .collect();
         set_counting(false);
         let writes = total.div_ceil(chunk as u64) as f64;
         for (i, (name, _)) in ds.iter().enumerate() {
@@ -448,7 +488,8 @@ fn writer_cost(res: &mut Results, reps: usize, scale: f64) {
     let mut fx: Vec<Vec<f64>> = vec![Vec::new(); costs.len()];
     eprintln!("writer cost: {n} x 64 B writes x {reps} reps");
     for _ in 0..reps {
-        for (i, (_, f)) in costs.iter().enumerate() {
+        for (i, (name, f)) in costs.iter().enumerate() {
+            beat(format!("writer cost {name}"));
             let (secs, _) = f(&pat, n);
             ns[i].push(secs * 1e9 / n as f64);
         }
@@ -630,7 +671,8 @@ fn wake_latency(res: &mut Results, scale: f64) {
     eprintln!("wake latency: {n} samples per design, {batches} interleaved batches");
     let mut samples: Vec<Vec<u64>> = vec![Vec::new(); all.len()];
     for _ in 0..batches {
-        for (i, (_, f, gap)) in all.iter().enumerate() {
+        for (i, (name, f, gap)) in all.iter().enumerate() {
+            beat(format!("wake latency {name}"));
             let l = f(n / batches, *gap);
             samples[i].extend(l.samples);
         }
@@ -750,6 +792,7 @@ fn memory(res: &mut Results, scale: f64) {
     run_child(res, &["idle"]);
     let total = ((GIB as f64 * scale) as u64).max(64 << 20).to_string();
     for mode in ["ring", "unbounded", "reference"] {
+        beat(format!("memory child {mode}"));
         run_child(res, &[mode, &total]);
     }
 }
@@ -1042,6 +1085,7 @@ fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |s: &str| only.is_empty() || only.split(',').any(|o| o == s);
     let start = Instant::now();
+    start_watchdog();
     let mut res = Results::default();
     counter_selftest(&mut res);
     if want("writer") {

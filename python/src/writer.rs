@@ -45,6 +45,11 @@ impl Writer {
         Self { inner: Mutex::new(Some(w)) }
     }
 
+    /// Takes the core writer out: this object is then closed for writing (`None` if it was).
+    pub(crate) fn take_core(&self, py: Python<'_>) -> Option<::bodypipe::Writer> {
+        self.with(py, false, |slot| slot.take())
+    }
+
     /// Runs `f` on the slot with the lock held: taken at once when free, else waited for with
     /// the GIL released (never wait on a lock while holding the GIL). `detach` forces the GIL
     /// off for `f` too (for large copies).
