@@ -624,6 +624,11 @@ impl Reader {
         cur.scanned = target;
         cur.idx = cur.segs.len();
         cur.moved(&self.shared);
+        if back {
+            // ORDERING: Release, after the `read_pos` store in `moved`: a writer that sees the
+            // bump (Acquire) and reloads `read_pos` sees the rewound position or a later one.
+            self.shared.rewinds.fetch_add(1, Ordering::Release);
+        }
         drop(cur);
         if back {
             // Bytes are unread again: a thread parked in a read of this cursor must see them

@@ -64,12 +64,34 @@ pub struct Stats {
     pub reader_closed: bool,
 }
 
+/// Gives a hot atomic a cache line (pair) of its own.
+///
+/// `write_pos` is stored on every write and `read_pos` on every read; on the same line as each
+/// other, or as the rarely written fields the other side loads on every call (`end`,
+/// `reader_closed`, the signals' `parked` flags), every store would invalidate the other core's
+/// copy. 128 bytes because x86's adjacent-line prefetcher moves lines in pairs.
+#[repr(align(128))]
+#[derive(Debug)]
+pub(crate) struct CachePadded<T>(T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 pub(crate) struct Shared {
     pub(crate) config: Config,
     /// Bytes published by the writer. Release by the writer after copying; Acquire by readers.
-    pub(crate) write_pos: AtomicU64,
+    pub(crate) write_pos: CachePadded<AtomicU64>,
     /// The reader's cursor, mirrored for lock-free queries and for the writer's ring check.
-    pub(crate) read_pos: AtomicU64,
+    pub(crate) read_pos: CachePadded<AtomicU64>,
+    /// Bumped after every backward seek's `read_pos` store, so the writer's cached copy of
+    /// `read_pos` (which assumes it only grows) is refreshed. Rarely written, so the writer's
+    /// per-write load of it hits a clean cache line, unlike a load of `read_pos`.
+    pub(crate) rewinds: AtomicU64,
     /// OPEN, EOF or ABORTED; set once by the writer, after its last `write_pos` store.
     pub(crate) end: AtomicU32,
     /// Written once, before `end` becomes ABORTED (Release), read only after seeing ABORTED (Acquire).
@@ -110,8 +132,9 @@ impl Shared {
     pub(crate) fn new(config: Config) -> Self {
         Self {
             config,
-            write_pos: AtomicU64::new(0),
-            read_pos: AtomicU64::new(0),
+            write_pos: CachePadded(AtomicU64::new(0)),
+            read_pos: CachePadded(AtomicU64::new(0)),
+            rewinds: AtomicU64::new(0),
             end: AtomicU32::new(OPEN),
             reason: UnsafeCell::new(None),
             reader_closed: AtomicBool::new(false),

@@ -36,6 +36,14 @@ pub struct Writer {
     next_size: usize,
     /// Ring mode: retired segments taken from the free list, candidates for reuse.
     spare: Vec<Arc<Segment>>,
+    /// Ring mode: the reader's position as last loaded (the rtrb cached-index fast path). Reads
+    /// only move it forward, so a stale value under-estimates the room and the cached check can
+    /// only refuse too early, whereupon the real `read_pos` is loaded; a backward seek bumps
+    /// `rewinds`, which invalidates the cache. Saves loading a line the reader writes on every
+    /// read, on every write.
+    read_cache: u64,
+    /// The `rewinds` count `read_cache` was loaded under.
+    rewinds_seen: u64,
     finished: bool,
 }
 
@@ -48,7 +56,16 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let next_size = shared.config.first_segment;
-        Self { shared, tail: None, pos: 0, next_size, spare: Vec::new(), finished: false }
+        Self {
+            shared,
+            tail: None,
+            pos: 0,
+            next_size,
+            spare: Vec::new(),
+            read_cache: 0,
+            rewinds_seen: 0,
+            finished: false,
+        }
     }
 
     /// Appends `data` whole, or stores nothing and says why. Never blocks.
@@ -88,7 +105,7 @@ impl Writer {
     }
 
     /// Checks a write of `n` bytes against every limit; returns the position after it.
-    fn admit(&self, n: u64) -> Result<u64, WriteError> {
+    fn admit(&mut self, n: u64) -> Result<u64, WriteError> {
         let shared = &*self.shared;
         // Relaxed is enough: a close that happens-before this call (the documented contract) is
         // visible through that happens-before; a racing close may let one more write through,
@@ -106,9 +123,15 @@ impl Writer {
         if let Some(max) = shared.config.max_buffered {
             // The high-water mark: a write is accepted whole while unread bytes are below it, so a
             // single chunk larger than the mark is never refused forever.
-            let read = shared.read_pos.load(Ordering::Acquire);
-            if n > 0 && self.pos.saturating_sub(read) >= max {
-                return Err(WriteError::Full);
+            // ORDERING: Acquire pairs with the Release bump after a backward seek's `read_pos`
+            // store, so the reload below cannot return the position from before the seek.
+            let rewinds = shared.rewinds.load(Ordering::Acquire);
+            if n > 0 && (rewinds != self.rewinds_seen || self.pos.saturating_sub(self.read_cache) >= max) {
+                self.rewinds_seen = rewinds;
+                self.read_cache = shared.read_pos.load(Ordering::Acquire);
+                if self.pos.saturating_sub(self.read_cache) >= max {
+                    return Err(WriteError::Full);
+                }
             }
         }
         Ok(new_pos)
