@@ -111,8 +111,9 @@ fn bench_feed(py: Python<'_>, writer: &Bound<'_, Writer>, total: u64, chunk: usi
     Ok(())
 }
 
-/// The feeder thread of `_bench_feed`. A refused write (reader closed) drops the writer, which
-/// aborts the body, so the reader never waits on a feeder that gave up.
+/// The feeder thread of `_bench_feed`. If the reader hangs up, the body is closed (nobody is left
+/// to tell); any other refusal drops the writer, which aborts the body, so a reader never waits
+/// on a feeder that gave up.
 fn feed(mut w: ::bodypipe::Writer, total: u64, chunk: usize) {
     let data: Vec<u8> = (0..chunk).map(|i| (i.wrapping_mul(31).wrapping_add(7)) as u8).collect();
     let mut sent = 0u64;
@@ -122,8 +123,13 @@ fn feed(mut w: ::bodypipe::Writer, total: u64, chunk: usize) {
             Ok(()) => sent += n as u64,
             Err(::bodypipe::WriteError::Full) => {
                 if w.wait_writable(None).is_err() {
+                    w.close();
                     return;
                 }
+            }
+            Err(::bodypipe::WriteError::Closed) => {
+                w.close();
+                return;
             }
             Err(_) => return,
         }
