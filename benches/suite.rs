@@ -165,23 +165,26 @@ fn write_or_wait(w: &mut Writer, data: &[u8]) {
     }
 }
 
-fn stream_bodypipe(pat: &Arc<Vec<u8>>, total: u64, chunk: usize, builder: Builder) -> Run {
-    let (mut w, r) = builder.build().unwrap();
+/// Times one body streamed between two threads, the same way for every design: `produce` runs
+/// on a writer thread (its futex calls counted) with the pattern, total and chunk size and must
+/// end the stream; `read` fills a 64 KiB buffer on this thread and returns 0 at the end (its
+/// futex calls counted too).
+fn stream_run(
+    pat: &Arc<Vec<u8>>,
+    total: u64,
+    chunk: usize,
+    produce: impl FnOnce(&[u8], u64, usize) + Send + 'static,
+    mut read: impl FnMut(&mut [u8]) -> usize,
+) -> Run {
     let mut buf = vec![0u8; READ_BUF];
     let cr = FutexCounter::for_this_thread();
     let r0 = cr.as_ref().map_or(0, |c| c.read());
     let start = Instant::now();
     let pat = pat.clone();
-    let h = thread::spawn(move || {
-        let ((), n) = counted(|| {
-            for_each_chunk(&pat, total, chunk, |c| write_or_wait(&mut w, c));
-            w.close();
-        });
-        n
-    });
+    let h = thread::spawn(move || counted(|| produce(&pat, total, chunk)).1);
     let mut got = 0u64;
     loop {
-        let n = (&r).read(&mut buf).unwrap();
+        let n = read(&mut buf);
         if n == 0 {
             break;
         }
@@ -192,38 +195,26 @@ fn stream_bodypipe(pat: &Arc<Vec<u8>>, total: u64, chunk: usize, builder: Builde
     let wfutex = h.join().unwrap();
     assert_eq!(got, total);
     black_box(&buf);
-    drop(r);
     Run { secs, wfutex, rfutex }
+}
+
+fn stream_bodypipe(pat: &Arc<Vec<u8>>, total: u64, chunk: usize, builder: Builder) -> Run {
+    let (mut w, r) = builder.build().unwrap();
+    let produce = move |pat: &[u8], total, chunk| {
+        for_each_chunk(pat, total, chunk, |c| write_or_wait(&mut w, c));
+        w.close();
+    };
+    stream_run(pat, total, chunk, produce, |buf| (&r).read(buf).unwrap())
 }
 
 fn stream_reference(pat: &Arc<Vec<u8>>, total: u64, chunk: usize) -> Run {
     let b = Arc::new(RefBuffer::new(None));
-    let mut buf = vec![0u8; READ_BUF];
-    let cr = FutexCounter::for_this_thread();
-    let r0 = cr.as_ref().map_or(0, |c| c.read());
-    let start = Instant::now();
-    let (pat, wb) = (pat.clone(), b.clone());
-    let h = thread::spawn(move || {
-        let ((), n) = counted(|| {
-            for_each_chunk(&pat, total, chunk, |c| wb.write(c));
-            wb.close();
-        });
-        n
-    });
-    let mut got = 0u64;
-    loop {
-        let n = b.read(&mut buf);
-        if n == 0 {
-            break;
-        }
-        got += n as u64;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let rfutex = cr.as_ref().map_or(0, |c| c.read()) - r0;
-    let wfutex = h.join().unwrap();
-    assert_eq!(got, total);
-    black_box(&buf);
-    Run { secs, wfutex, rfutex }
+    let wb = b.clone();
+    let produce = move |pat: &[u8], total, chunk| {
+        for_each_chunk(pat, total, chunk, |c| wb.write(c));
+        wb.close();
+    };
+    stream_run(pat, total, chunk, produce, |buf| b.read(buf))
 }
 
 fn stream_chan<S, R>(pat: &Arc<Vec<u8>>, total: u64, chunk: usize, (tx, rx): (S, R), send: fn(&S, Vec<u8>)) -> Run
@@ -232,62 +223,22 @@ where
     R: ChunkRecv,
 {
     let mut reader = ChanReader::new(rx);
-    let mut buf = vec![0u8; READ_BUF];
-    let cr = FutexCounter::for_this_thread();
-    let r0 = cr.as_ref().map_or(0, |c| c.read());
-    let start = Instant::now();
-    let pat = pat.clone();
-    let h = thread::spawn(move || {
-        let ((), n) = counted(|| {
-            for_each_chunk(&pat, total, chunk, |c| send(&tx, c.to_vec()));
-            drop(tx);
-        });
-        n
-    });
-    let mut got = 0u64;
-    loop {
-        let n = reader.read(&mut buf);
-        if n == 0 {
-            break;
-        }
-        got += n as u64;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let rfutex = cr.as_ref().map_or(0, |c| c.read()) - r0;
-    let wfutex = h.join().unwrap();
-    assert_eq!(got, total);
-    black_box(&buf);
-    Run { secs, wfutex, rfutex }
+    let produce = move |pat: &[u8], total, chunk| {
+        for_each_chunk(pat, total, chunk, |c| send(&tx, c.to_vec()));
+        drop(tx);
+    };
+    stream_run(pat, total, chunk, produce, |buf| reader.read(buf))
 }
 
 fn stream_os_pipe(pat: &Arc<Vec<u8>>, total: u64, chunk: usize) -> Run {
     let (rfd, wfd) = os_pipe();
-    let mut buf = vec![0u8; READ_BUF];
-    let cr = FutexCounter::for_this_thread();
-    let r0 = cr.as_ref().map_or(0, |c| c.read());
-    let start = Instant::now();
-    let pat = pat.clone();
-    let h = thread::spawn(move || {
-        let ((), n) = counted(|| {
-            for_each_chunk(&pat, total, chunk, |c| fd_write_all(wfd, c));
-            fd_close(wfd);
-        });
-        n
-    });
-    let mut got = 0u64;
-    loop {
-        let n = fd_read(rfd, &mut buf);
-        if n == 0 {
-            break;
-        }
-        got += n as u64;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let rfutex = cr.as_ref().map_or(0, |c| c.read()) - r0;
-    let wfutex = h.join().unwrap();
+    let produce = move |pat: &[u8], total, chunk| {
+        for_each_chunk(pat, total, chunk, |c| fd_write_all(wfd, c));
+        fd_close(wfd);
+    };
+    let run = stream_run(pat, total, chunk, produce, |buf| fd_read(rfd, buf));
     fd_close(rfd);
-    assert_eq!(got, total);
-    Run { secs, wfutex, rfutex }
+    run
 }
 
 /// One thread copying the same bytes in the same chunk sizes into a hot reused 1 MiB buffer
