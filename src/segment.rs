@@ -22,7 +22,7 @@ pub(crate) struct Segment {
     /// The next segment, as an owning `Arc::into_raw` pointer (null until the writer links one).
     /// The chain owns its segments, so readers can follow it without locks; the writer stores a
     /// link once, readers take it only when retiring a segment in ring mode (under the cursor lock).
-    next: AtomicPtr<Segment>,
+    next: Link,
     /// Zero-sized under std. Under loom, reads of the bytes go through `with` and recycling goes
     /// through `with_mut`, so loom reports a reuse that is not ordered after every read.
     access: UnsafeCell<()>,
@@ -49,13 +49,7 @@ impl Segment {
         if cap >= HUGE_PAGE_THRESHOLD {
             advise_huge_pages(ptr, cap);
         }
-        Some(Arc::new(Segment {
-            start,
-            ptr,
-            cap,
-            next: AtomicPtr::new(std::ptr::null_mut()),
-            access: UnsafeCell::new(()),
-        }))
+        Some(Arc::new(Segment { start, ptr, cap, next: Link::new(), access: UnsafeCell::new(()) }))
     }
 
     #[inline]
@@ -78,7 +72,7 @@ impl Segment {
     pub(crate) fn reset(&mut self, start: u64) {
         self.access.with_mut(|_| ());
         self.start = start;
-        debug_assert!(self.next.load(Ordering::Relaxed).is_null());
+        debug_assert!(self.next.0.load(Ordering::Relaxed).is_null());
     }
 
     /// Copies `src` into the segment at `offset`.
@@ -115,40 +109,68 @@ impl Segment {
         unsafe { self.ptr.as_ptr().add(offset) }
     }
 
-    /// Links `next` after this segment.
+    /// Links `next` after this segment (writer, once per segment).
     pub(crate) fn link(&self, next: Arc<Segment>) {
-        let raw = Arc::into_raw(next).cast_mut();
-        // ORDERING: Relaxed. Readers follow a link only to reach bytes below a `write_pos` they
-        // loaded with Acquire, and the writer links every segment a write needs before its Release
-        // store of `write_pos`; that pair is what publishes the segment's fields and bytes (loom:
-        // `segment_publication` fails when the `write_pos` store is weakened). A Release here would
-        // order nothing that pair does not already order.
-        let old = self.next.swap(raw, Ordering::Relaxed);
-        debug_assert!(old.is_null());
+        self.next.set(next);
     }
 
-    /// A new reference to the linked successor, if any.
-    ///
-    /// Call only after an Acquire load of `write_pos` that covers bytes in the successor (see
-    /// `link`), with the cursor lock held.
+    /// A new reference to the linked successor, if any (see [`Link::get`] for when to call).
     pub(crate) fn next(&self) -> Option<Arc<Segment>> {
-        // ORDERING: Relaxed; see `link`.
-        let raw = self.next.load(Ordering::Relaxed);
-        // SAFETY: a non-null `next` is an owning `Arc::into_raw` pointer that only the reader
-        // (holding the cursor lock, as our caller does) ever takes back, so it is alive here.
-        NonNull::new(raw).map(|p| unsafe { clone_raw(p.as_ptr()) })
+        self.next.get()
     }
 
     /// Takes the owning link to the successor (ring-mode retirement, under the cursor lock).
     pub(crate) fn take_next(&self) -> Option<Arc<Segment>> {
-        let raw = self.next.swap(std::ptr::null_mut(), Ordering::Acquire);
-        // SAFETY: the pointer came from `Arc::into_raw` and the swap makes us its only taker.
-        NonNull::new(raw).map(|p| unsafe { Arc::from_raw(p.as_ptr().cast_const()) })
+        self.next.take()
     }
 
     /// The raw link word, for the free list (which reuses it as its own link).
     pub(crate) fn link_word(&self) -> &AtomicPtr<Segment> {
-        &self.next
+        &self.next.0
+    }
+}
+
+/// An owning, atomically published reference to a segment: `Segment::next` and the pipe's
+/// head. Null until the writer sets it once; readers clone through it under the cursor lock; only
+/// the reader takes it back (ring-mode retirement) or the last owner (drop).
+#[derive(Debug)]
+pub(crate) struct Link(AtomicPtr<Segment>);
+
+impl Link {
+    pub(crate) fn new() -> Self {
+        Self(AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    /// Publishes `seg` (writer, once).
+    pub(crate) fn set(&self, seg: Arc<Segment>) {
+        let raw = Arc::into_raw(seg).cast_mut();
+        // ORDERING: Relaxed. Readers follow a link only to reach bytes below a `write_pos` they
+        // loaded with Acquire, and the writer sets every link a write needs before its Release
+        // store of `write_pos`; that pair is what publishes the segment's fields and bytes (loom:
+        // `segment_publication` fails when the `write_pos` store is weakened). A Release here would
+        // order nothing that pair does not already order.
+        let old = self.0.swap(raw, Ordering::Relaxed);
+        debug_assert!(old.is_null());
+    }
+
+    /// A new reference to the linked segment, if any.
+    ///
+    /// Call only with the cursor lock held, after an Acquire load of `write_pos` that covers
+    /// bytes in the linked segment (see `set`).
+    pub(crate) fn get(&self) -> Option<Arc<Segment>> {
+        // ORDERING: Relaxed; see `set`.
+        let raw = self.0.load(Ordering::Relaxed);
+        // SAFETY: a non-null link is an owning `Arc::into_raw` pointer that only `take` (called
+        // under the cursor lock, as our caller holds it, or by the last owner) gives back, so the
+        // reference is alive while we add ours.
+        NonNull::new(raw).map(|p| unsafe { clone_raw(p.as_ptr()) })
+    }
+
+    /// Takes the owning reference back.
+    pub(crate) fn take(&self) -> Option<Arc<Segment>> {
+        let raw = self.0.swap(std::ptr::null_mut(), Ordering::Acquire);
+        // SAFETY: the pointer came from `Arc::into_raw` and the swap makes us its only taker.
+        NonNull::new(raw).map(|p| unsafe { Arc::from_raw(p.as_ptr().cast_const()) })
     }
 }
 
@@ -156,7 +178,7 @@ impl Segment {
 ///
 /// # Safety
 /// `p` came from `Arc::into_raw` and that reference is still held while this runs.
-pub(crate) unsafe fn clone_raw(p: *mut Segment) -> Arc<Segment> {
+unsafe fn clone_raw(p: *mut Segment) -> Arc<Segment> {
     // SAFETY: per the contract, the count is at least one while we add ours.
     unsafe {
         Arc::increment_strong_count(p.cast_const());

@@ -1,10 +1,9 @@
 //! The state the writer and the readers share: positions, the end of the stream, wake-ups.
 
 use crate::hook::OneShot;
-use crate::primitive::{Arc, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering, UnsafeCell};
-use crate::segment::{clone_raw, FreeList, Segment};
+use crate::primitive::{Arc, AtomicBool, AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::segment::{FreeList, Link, Segment};
 use crate::wait::Signal;
-use std::ptr::NonNull;
 
 /// The stream is still being written.
 pub(crate) const OPEN: u32 = 0;
@@ -100,7 +99,7 @@ pub(crate) struct Shared {
     /// The reader hung up.
     pub(crate) reader_closed: AtomicBool,
     /// The first segment, as an owning `Arc::into_raw` pointer; published once by the writer.
-    head: AtomicPtr<Segment>,
+    head: Link,
     /// Readers park here waiting for data or the end.
     pub(crate) data: Signal,
     /// The writer parks here waiting for room (ring mode).
@@ -139,7 +138,7 @@ impl Shared {
             end: AtomicU32::new(OPEN),
             reason: UnsafeCell::new(None),
             reader_closed: AtomicBool::new(false),
-            head: AtomicPtr::new(std::ptr::null_mut()),
+            head: Link::new(),
             data: Signal::new(),
             space: Signal::new(),
             writable: OneShot::new(),
@@ -149,29 +148,20 @@ impl Shared {
         }
     }
 
-    /// Publishes the first segment (writer, once).
+    /// Publishes the first segment (writer, once; see [`Link::set`] for the ordering).
     pub(crate) fn publish_head(&self, seg: Arc<Segment>) {
-        // ORDERING: Relaxed, as for `Segment::link`: the first write's Release store of
-        // `write_pos`, which comes after this, is what publishes the segment to readers.
-        let old = self.head.swap(Arc::into_raw(seg).cast_mut(), Ordering::Relaxed);
-        debug_assert!(old.is_null());
+        self.head.set(seg);
     }
 
     /// A new reference to the first segment, if the writer has published one (cursor lock held,
     /// after an Acquire load of a non-zero `write_pos`).
     pub(crate) fn head(&self) -> Option<Arc<Segment>> {
-        // ORDERING: Relaxed; see `publish_head`.
-        let raw = self.head.load(Ordering::Relaxed);
-        // SAFETY: the head reference is released only by `take_head`, which runs under the cursor
-        // lock like our caller, so it is alive here.
-        NonNull::new(raw).map(|p| unsafe { clone_raw(p.as_ptr()) })
+        self.head.get()
     }
 
     /// Drops the chain's reference to the first segment (ring-mode retirement, cursor lock held).
     pub(crate) fn take_head(&self) -> Option<Arc<Segment>> {
-        let raw = self.head.swap(std::ptr::null_mut(), Ordering::Acquire);
-        // SAFETY: an owning `into_raw` pointer; the swap makes us its only taker.
-        NonNull::new(raw).map(|p| unsafe { Arc::from_raw(p.as_ptr().cast_const()) })
+        self.head.take()
     }
 
     /// Ends the stream (writer). Returns false if it had already ended (first end wins).
