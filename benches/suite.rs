@@ -369,8 +369,8 @@ fn writer_cost(res: &mut Results, reps: usize, scale: f64) {
             drop((w, r));
             (secs, fx)
         }),
-        // The same, draining with `skip`: shows that skip() does not recycle segments (the core
-        // keeps every segment alive, so this is fresh memory; see the report).
+        // The same, draining with `skip`: the consumer never copies, so this is the writer's
+        // cost alone with segments recycled behind the skipping cursor (`Cursor::moved`).
         ("bodypipe_ring_skip_drain", |pat, n| {
             let (mut w, r) = Builder::new().max_buffered(RING_MAX).build().unwrap();
             let (secs, fx) = timed_counted(|| {

@@ -39,7 +39,8 @@ fn drain(r: &bodypipe::Reader, step: usize) -> (Vec<u8>, Option<std::io::Error>)
 
 /// Bytes arrive exactly and in order across segment boundaries, and a reader parked on an empty
 /// pipe is woken by each write and by close. Guards: the Release store of `write_pos` (writer)
-/// and Acquire loads (reader); the segment link's Release/Acquire; the Dekker fences of the wait.
+/// and Acquire loads (reader), which also publish the (Relaxed) segment links; the Dekker fences
+/// of the wait.
 #[test]
 fn bytes_in_order() {
     model(|| {
@@ -323,7 +324,8 @@ fn reader_close_wakes_writer() {
 
 /// Segments linked by one write are fully initialised when a reader follows the links: views
 /// taken concurrently with a write spanning three new segments show exactly the published bytes.
-/// Guards: `Segment::link` Release / `Segment::next` Acquire, and `publish_head`/`head`.
+/// Guards: the `write_pos` Release/Acquire pair, which is what publishes the Relaxed links
+/// (`Segment::link`/`next`, `publish_head`/`head`) and the segments behind them.
 #[test]
 fn segment_publication() {
     model(|| {

@@ -198,7 +198,7 @@ impl Reader {
     fn deadline(&self) -> Option<Instant> {
         match self.timeout_ns.load(Ordering::Relaxed) {
             u64::MAX => None,
-            ns => Some(Instant::now() + Duration::from_nanos(ns)),
+            ns => Instant::now().checked_add(Duration::from_nanos(ns)),
         }
     }
 

@@ -245,7 +245,7 @@ impl FreeList {
             // ORDERING: Release makes every read the reader did from this segment (all done
             // under the cursor lock before retiring it) happen before the writer's Acquire swap
             // in `take_all` and hence before it rewrites the bytes. Weakening it to Relaxed lets
-            // the writer recycle a segment a reader is still reading (loom: `ring_recycling`).
+            // the writer recycle a segment a reader is still reading (loom: `ring_free_list_handover`).
             match self.head.compare_exchange_weak(head, raw, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(h) => head = h,

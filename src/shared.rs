@@ -96,7 +96,15 @@ pub(crate) struct Shared {
     pub(crate) end: AtomicU32,
     /// Written once, before `end` becomes ABORTED (Release), read only after seeing ABORTED (Acquire).
     reason: UnsafeCell<Option<Box<str>>>,
-    /// The reader hung up.
+    /// The reader hung up. Set once (an AcqRel swap, so exactly one closer runs the wake-ups),
+    /// never cleared.
+    ///
+    /// ORDERING: it publishes no data, only "stop": readers and waiters load it with Acquire so
+    /// that a close is seen no earlier than what the closing thread did before it (its reads),
+    /// and it is always stored before a `Signal::notify`, whose SeqCst fence pairs it with the
+    /// waiters' re-check like any other progress. The writer's `admit` loads it Relaxed: a
+    /// racing close may let one more write through, indistinguishable from that write coming
+    /// first.
     pub(crate) reader_closed: AtomicBool,
     /// The first segment, as an owning `Arc::into_raw` pointer; published once by the writer.
     head: Link,

@@ -158,16 +158,13 @@ impl Writer {
         let mut start = self.tail.as_ref().map_or(self.pos, |t| t.end());
         let mut need = n - room;
         while need > 0 {
-            let seg = match self.obtain(start, need) {
-                Some(seg) => seg,
-                None => {
-                    self.spare.append(&mut fresh);
-                    return Err(WriteError::OutOfMemory);
-                }
+            let Some(seg) = self.obtain(start, need) else {
+                self.give_back(&mut fresh);
+                return Err(WriteError::OutOfMemory);
             };
             if fresh.try_reserve(1).is_err() {
-                self.spare.push(seg);
-                self.spare.append(&mut fresh);
+                drop(seg);
+                self.give_back(&mut fresh);
                 return Err(WriteError::OutOfMemory);
             }
             need = need.saturating_sub(seg.cap() as u64);
@@ -229,13 +226,26 @@ impl Writer {
             Sizing::Fixed(n) => n as u64,
             Sizing::Geometric { max } => {
                 let want = usize::try_from(need).unwrap_or(usize::MAX);
-                let size = self.next_size.max(want.min(max));
-                self.next_size = self.next_size.saturating_mul(2).min(max);
-                size as u64
+                self.next_size.max(want.min(max)) as u64
             }
         };
         let size = size.min(limit);
-        Segment::try_new(start, usize::try_from(size).ok()?)
+        let seg = Segment::try_new(start, usize::try_from(size).ok()?)?;
+        if let Sizing::Geometric { max } = config.sizing {
+            // Grow only on success: a refused allocation must not make the next attempt larger.
+            self.next_size = self.next_size.saturating_mul(2).min(max);
+        }
+        Some(seg)
+    }
+
+    /// Segments allocated for a write that then failed: kept for reuse in ring mode (where
+    /// `obtain` recycles), freed otherwise, so a refused write holds no memory.
+    fn give_back(&mut self, segs: &mut Vec<Arc<Segment>>) {
+        if self.shared.config.max_buffered.is_some() {
+            self.spare.append(segs);
+        } else {
+            segs.clear();
+        }
     }
 
     /// Makes everything up to `new_pos` visible and wakes a parked reader.
@@ -318,7 +328,9 @@ impl Writer {
     /// ```
     pub fn wait_writable(&self, timeout: Option<Duration>) -> Result<(), WaitWritableError> {
         let shared = &*self.shared;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too large to represent as a deadline is no deadline (`Instant + Duration`
+        // panics on overflow, and the timeout is the caller's).
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let closed = || shared.reader_closed.load(Ordering::Acquire);
         let ok = shared.space.wait_until(|| closed() || shared.has_room(), deadline);
         if closed() {

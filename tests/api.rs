@@ -27,6 +27,8 @@ struct TestAlloc;
 thread_local! {
     /// Bytes of allocations of at least `BIG` bytes made by this thread.
     static BIG_BYTES: Cell<u64> = const { Cell::new(0) };
+    /// Bytes of this thread's allocations of at least `BIG` bytes not yet freed (by this thread).
+    static BIG_LIVE: Cell<i64> = const { Cell::new(0) };
     /// Allocations of at least `FAIL_MIN` bytes fail once `FAIL_ALLOW` such allocations succeeded.
     static FAIL_MIN: Cell<usize> = const { Cell::new(usize::MAX) };
     static FAIL_ALLOW: Cell<u32> = const { Cell::new(0) };
@@ -75,12 +77,16 @@ unsafe impl GlobalAlloc for TestAlloc {
                 return std::ptr::null_mut();
             }
             let _ = BIG_BYTES.try_with(|b| b.set(b.get() + size as u64));
+            let _ = BIG_LIVE.try_with(|b| b.set(b.get() + size as i64));
         }
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if layout.size() >= BIG {
+            let _ = BIG_LIVE.try_with(|b| b.set(b.get() - layout.size() as i64));
+        }
         // SAFETY: same contract as ours; `ptr` came from `System.alloc`.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -554,6 +560,53 @@ fn allocation_failure_mid_stream_stores_nothing_and_recovers() {
         (&r).read_to_end(&mut out).unwrap();
         assert!(out == data, "ring={ring}");
     }
+}
+
+#[test]
+fn failed_write_holds_no_memory_outside_ring_mode() {
+    let (mut w, r) = Builder::new().segment_size(2048).build().unwrap();
+    let data = pattern(9000, 4);
+    w.write(&data[..1000]).unwrap();
+    let live = BIG_LIVE.with(Cell::get);
+    {
+        // Needs 4 new segments; the first two are allocated, the third is refused.
+        let _g = fail_allocations(2048, 2);
+        assert_eq!(w.write(&data[1000..9000]), Err(WriteError::OutOfMemory));
+    }
+    // Unbounded mode never recycles, so the two segments must be freed, not kept aside.
+    assert_eq!(BIG_LIVE.with(Cell::get), live);
+    w.write(&data[1000..]).unwrap();
+    w.close();
+    let mut out = Vec::new();
+    (&r).read_to_end(&mut out).unwrap();
+    assert!(out == data);
+}
+
+#[test]
+fn refused_allocation_does_not_grow_the_next_segment() {
+    let (mut w, _r) = bodypipe::pipe();
+    w.write(&[1; 4096]).unwrap(); // fills the first 4 KiB segment
+    {
+        let _g = fail_allocations(BIG, 0);
+        for _ in 0..5 {
+            assert_eq!(w.write(b"x"), Err(WriteError::OutOfMemory));
+        }
+    }
+    // Five refusals later, the second segment is still the second size of the sequence.
+    assert_eq!(record_large_allocations(|| w.write(b"x").unwrap()), [8192]);
+}
+
+#[test]
+fn wait_writable_with_an_unrepresentable_timeout_waits_without_panicking() {
+    let (mut w, r) = Builder::new().max_buffered(4).build().unwrap();
+    w.write(b"abcd").unwrap();
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        r.skip(4);
+        r
+    });
+    assert_eq!(w.wait_writable(Some(Duration::MAX)), Ok(()));
+    drop(reader.join().unwrap());
 }
 
 #[test]
