@@ -120,8 +120,9 @@ impl Cursor {
             let Some(seg) = self.locate(shared, at) else { break };
             let off = (at - seg.start()) as usize;
             let len = (seg.end().min(to) - at) as usize;
-            let seg = seg.clone();
-            if f(&seg, off, len) {
+            // `f` borrows the segment from `segs` rather than a clone: an `Arc` clone and drop
+            // are two locked RMWs, on the path every `readline` takes.
+            if f(seg, off, len) {
                 break;
             }
             at += len as u64;
@@ -435,7 +436,8 @@ impl Reader {
             return Ok(None);
         };
         let take = usize::try_from(take).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
-        let in_place = cur.locate(&self.shared, pos).filter(|seg| seg.end() - pos >= take as u64).cloned();
+        // Borrowed, not cloned (see `visit`).
+        let in_place = cur.locate(&self.shared, pos).filter(|seg| seg.end() - pos >= take as u64);
         let result = match in_place {
             Some(seg) => {
                 // SAFETY: `[pos, pos + take)` is inside this segment and below `written` (Acquire).
