@@ -98,7 +98,18 @@ impl Cursor {
     }
 
     /// Points `idx` at the segment holding `at`, discovering segments as needed.
+    #[inline]
     fn locate(&mut self, shared: &Shared, at: u64) -> Option<&Arc<Segment>> {
+        // Nearly every call asks for the segment it asked for last time: one lookup, not four.
+        if self.segs.get(self.idx).is_some_and(|s| s.start() <= at && at < s.end()) {
+            return self.segs.get(self.idx);
+        }
+        self.relocate(shared, at)
+    }
+
+    /// `locate` when the cursor's segment does not hold `at`.
+    #[cold]
+    fn relocate(&mut self, shared: &Shared, at: u64) -> Option<&Arc<Segment>> {
         if self.idx >= self.segs.len() || self.segs[self.idx].start() > at {
             self.idx = self.segs.partition_point(|s| s.end() <= at);
         }
