@@ -57,7 +57,8 @@ pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
 
 /// First segment for a body of unknown length: small, so that many short bodies stay cheap.
 const FIRST_SEGMENT: usize = 4 << 10;
-/// Segments stop growing here: large enough for huge pages and few page-table walks.
+/// Segments stop growing here: few enough allocations for a 1 GiB body, and prefaulted in
+/// whole windows (see `segment::PREFAULT_MIN`).
 const MAX_SEGMENT: usize = 8 << 20;
 /// Ring-mode segments are a quarter of the high-water mark, within these bounds.
 const RING_SEGMENT_MIN: usize = 4 << 10;

@@ -8,9 +8,20 @@
 use crate::primitive::{Arc, AtomicPtr, Ordering, UnsafeCell};
 use std::ptr::NonNull;
 
-/// Segments at least this large ask the kernel for transparent huge pages, so filling fresh
-/// memory takes one page fault per 2 MiB instead of one per 4 KiB.
-const HUGE_PAGE_THRESHOLD: usize = 4 << 20;
+/// Segments at least this large are faulted in ahead of the writer, [`PREFAULT_WINDOW`] bytes
+/// at a time, with one `MADV_POPULATE_WRITE` call instead of one page fault per 4 KiB page.
+///
+/// Measured here (1 GiB unbounded body streamed to a reader thread, 64 KiB writes, medians of 7
+/// interleaved runs): 3.50 GB/s with prefaulting, 2.16 without, against 2.83 for one thread
+/// copying the same bytes into one fresh allocation.
+/// Ring-mode segments (at most 1 MiB, and reused) stay below the threshold.
+///
+/// Transparent huge pages (`MADV_HUGEPAGE`) were measured too and are not used: with the
+/// kernel's default `defrag=madvise`, a fault on an advised region compacts memory synchronously,
+/// and the same body ran at a median of 1.2-1.9 GB/s, anywhere from 0.5 to 4.4 between runs.
+pub(crate) const PREFAULT_MIN: usize = 2 << 20;
+/// How far ahead of a write the writer faults pages in: one syscall per this many bytes.
+const PREFAULT_WINDOW: usize = 2 << 20;
 
 /// One block of the body.
 #[derive(Debug)]
@@ -46,9 +57,6 @@ impl Segment {
         let mut v = std::mem::ManuallyDrop::new(v);
         let cap = v.capacity();
         let ptr = NonNull::new(v.as_mut_ptr())?;
-        if cap >= HUGE_PAGE_THRESHOLD {
-            advise_huge_pages(ptr, cap);
-        }
         Some(Arc::new(Segment { start, ptr, cap, next: Link::new(), access: UnsafeCell::new(()) }))
     }
 
@@ -86,6 +94,23 @@ impl Segment {
         // SAFETY: in bounds by the caller's contract; no reader reads unpublished bytes, so this
         // range is not aliased by any shared slice.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len()) };
+    }
+
+    /// Faults in the pages of `[from, to)` rounded up to the next prefault window, ahead of the
+    /// writer copying there (writer only); returns the offset faulted in so far. Segments below
+    /// [`PREFAULT_MIN`] are left to ordinary page faults: the result is then `cap`.
+    ///
+    /// Advice only: the contents are unchanged, and on failure (a kernel before 5.14, or memory
+    /// short right now) the pages are simply faulted in by the copy, as without it.
+    pub(crate) fn prefault(&self, from: usize, to: usize) -> usize {
+        if self.cap < PREFAULT_MIN {
+            return self.cap;
+        }
+        let upto = to.div_ceil(PREFAULT_WINDOW).saturating_mul(PREFAULT_WINDOW).min(self.cap);
+        if upto > from {
+            populate_write(self.ptr_at(from), upto - from);
+        }
+        upto.max(from)
     }
 
     /// The published bytes `[offset, offset + len)`.
@@ -203,21 +228,34 @@ impl Drop for Segment {
     }
 }
 
+/// Faults in the whole pages of `[ptr, ptr + len)` for writing, without touching their contents.
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(ptr: NonNull<u8>, cap: usize) {
-    const HUGE: usize = 2 << 20;
-    let addr = ptr.as_ptr() as usize;
-    let aligned = (addr + HUGE - 1) & !(HUGE - 1);
-    let end = (addr + cap) & !(HUGE - 1);
-    if end > aligned {
-        // SAFETY: [aligned, end) lies inside our allocation and is page-aligned; MADV_HUGEPAGE is
-        // advice only and never changes the contents. Failure (THP disabled) is harmless.
-        unsafe { libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE) };
+fn populate_write(ptr: *const u8, len: usize) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Set once the kernel says it has no MADV_POPULATE_WRITE, so that one failure costs one
+    // syscall per process, not one per window. A hint shared by all pipes: Relaxed is enough.
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+    const PAGE: usize = 4096;
+    if UNSUPPORTED.load(Ordering::Relaxed) {
+        return;
+    }
+    // Whole pages inside the range only: rounding outwards could reach unmapped addresses.
+    let start = (ptr as usize).div_ceil(PAGE) * PAGE;
+    let end = (ptr as usize + len) / PAGE * PAGE;
+    if end <= start {
+        return;
+    }
+    // SAFETY: [start, end) lies inside one live allocation of ours and is page-aligned.
+    // MADV_POPULATE_WRITE only populates page tables as a write fault would; it never changes
+    // the bytes, so no reader or Rust reference can observe it.
+    let r = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE) };
+    if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        UNSUPPORTED.store(true, Ordering::Relaxed);
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_ptr: NonNull<u8>, _cap: usize) {}
+fn populate_write(_ptr: *const u8, _len: usize) {}
 
 /// Segments the reader has finished with in ring mode, handed back to the writer for reuse.
 ///

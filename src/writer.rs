@@ -44,6 +44,9 @@ pub struct Writer {
     read_cache: u64,
     /// The `rewinds` count `read_cache` was loaded under.
     rewinds_seen: u64,
+    /// Offset in `tail` up to which its pages have been faulted in ahead of the copies
+    /// (`Segment::prefault`); unbounded mode only, where every page is fresh.
+    prefaulted: usize,
     finished: bool,
 }
 
@@ -64,6 +67,7 @@ impl Writer {
             spare: Vec::new(),
             read_cache: 0,
             rewinds_seen: 0,
+            prefaulted: 0,
             finished: false,
         }
     }
@@ -144,6 +148,10 @@ impl Writer {
         if n <= room {
             let tail = self.tail.as_ref().ok_or(WriteError::OutOfMemory)?;
             let mut off = (self.pos - tail.start()) as usize;
+            let end = off + n as usize;
+            if end > self.prefaulted && self.shared.config.max_buffered.is_none() {
+                self.prefaulted = tail.prefault(self.prefaulted, end);
+            }
             for p in parts {
                 // SAFETY: `off + p.len() <= cap` because the whole write fits in the room; the range is
                 // above the published position; we are the only writer.
@@ -170,6 +178,18 @@ impl Writer {
             need = need.saturating_sub(seg.cap() as u64);
             start = seg.end();
             fresh.push(seg);
+        }
+        if self.shared.config.max_buffered.is_none() {
+            // Fault in what this write covers before copying (ring segments are reused instead).
+            if let Some(t) = &self.tail {
+                t.prefault(self.prefaulted, t.cap());
+            }
+            let mut left = n - room;
+            for seg in &fresh {
+                let take = left.min(seg.cap() as u64);
+                self.prefaulted = seg.prefault(0, take as usize);
+                left -= take;
+            }
         }
         let mut dst = self.tail.iter().chain(fresh.iter());
         let mut seg = dst.next().ok_or(WriteError::OutOfMemory)?;

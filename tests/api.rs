@@ -499,6 +499,24 @@ fn rss_kib() -> Option<u64> {
 }
 
 #[test]
+fn a_declared_length_is_faulted_in_only_as_it_is_written() {
+    // One 256 MiB segment; the writer faults pages in a window ahead of its copies, never the
+    // whole segment. The slack allows for other tests allocating in this process meanwhile.
+    let (mut w, r) = Builder::new().content_length(256 << 20).build().unwrap();
+    let before = rss_kib();
+    w.write(b"abc").unwrap();
+    let after_small = rss_kib();
+    w.write(&vec![7u8; 5 << 20]).unwrap();
+    assert_eq!(r.available(), 3 + (5 << 20));
+    if let (Some(a), Some(b)) = (before, after_small) {
+        assert!(b < a + 32 * 1024, "3 bytes into a 256 MiB segment: RSS grew from {a} KiB to {b} KiB");
+    }
+    let mut buf = [0u8; 3];
+    (&r).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"abc");
+}
+
+#[test]
 fn one_tib_segment_is_refused_as_out_of_memory() {
     // A declared length close to a 1 TiB max_size: unbounded mode wants one 1 TiB segment, which
     // the allocator refuses at once (more than RAM + swap under heuristic overcommit); nothing is
