@@ -17,10 +17,22 @@
 start_link() ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
 
-%% @doc Asks the watcher to monitor `Pid' (asynchronous; a no-op if it is not running).
+%% @doc Has the watcher monitor `Pid', and returns once it does.
+%%
+%% Synchronous because `py_buffer:new/1' calls it from the owner itself: a cast
+%% could reach the watcher after an owner that exits at once is gone, and a
+%% monitor set then reports `noproc' instead of the owner's real exit reason.
+%% While the owner waits here it is alive, so the monitor sees its real exit.
+%% Only a process's first buffer pays for the round trip. A no-op when the
+%% watcher is not running (the NIF's own monitor covers for it); if the watcher
+%% dies during the call, its restart monitors every owner the NIF knows,
+%% `Pid' included, so that is not an error for the caller either.
 -spec watch(pid()) -> ok.
 watch(Pid) ->
-    gen_server:cast(?MODULE, {watch, Pid}).
+    try gen_server:call(?MODULE, {watch, Pid}, infinity)
+    catch
+        exit:{_Reason, {gen_server, call, _}} -> ok
+    end.
 
 %% State: #{pid() => reference()}
 -spec init([]) -> {ok, #{pid() => reference()}}.
@@ -28,13 +40,14 @@ init([]) ->
     %% After a restart, monitor again every owner the NIF still knows about.
     {ok, lists:foldl(fun add/2, #{}, bodypipe_nif:owners())}.
 
--spec handle_call(term(), gen_server:from(), map()) -> {reply, {error, unknown_call}, map()}.
+-spec handle_call(term(), gen_server:from(), map()) ->
+          {reply, ok | {error, unknown_call}, map()}.
+handle_call({watch, Pid}, _From, State) when is_pid(Pid) ->
+    {reply, ok, add(Pid, State)};
 handle_call(_Req, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
 -spec handle_cast(term(), map()) -> {noreply, map()}.
-handle_cast({watch, Pid}, State) when is_pid(Pid) ->
-    {noreply, add(Pid, State)};
 handle_cast(_Msg, State) ->
     {noreply, State}.
 

@@ -8,11 +8,13 @@
 -export([all/0, groups/0, init_per_suite/1, end_per_suite/1]).
 -export([new_variants/1, new_bad_args/1, too_large/1,
          write_iodata/1, write_bad_args/1, write_after_close/1,
-         write_limits/1, large_write_dirty/1, close_abort_idempotent/1,
+         write_limits/1, large_write_dirty/1, large_write_redirects_to_dirty/1,
+         large_writes_no_long_schedule/1, close_abort_idempotent/1,
          info_keys/1, concurrent_writers/1, concurrent_large_and_small_writers/1,
          stream_read_chunks/1, stream_readline/1, stream_iteration/1,
          stream_asyncio/1, abort_reason_in_python/1,
-         owner_death_aborts_blocked_reader/1, owner_death_without_watcher/1,
+         owner_death_aborts_blocked_reader/1, owner_exits_right_after_new/1,
+         owner_death_without_watcher/1, owner_death_during_large_write_without_watcher/1,
          ring_full_then_notify/1, notify_unbounded_immediate/1,
          notify_reader_closed/1, notify_writer_closed/1,
          gc_erlang_only/1, gc_python_only_closed/1, gc_python_only_unclosed/1,
@@ -25,11 +27,13 @@ all() ->
 groups() ->
     [{api, [], [new_variants, new_bad_args, too_large, write_iodata, write_bad_args,
                 write_after_close, write_limits, large_write_dirty,
+                large_write_redirects_to_dirty, large_writes_no_long_schedule,
                 close_abort_idempotent, info_keys, concurrent_writers,
                 concurrent_large_and_small_writers]},
      {python, [], [stream_read_chunks, stream_readline, stream_iteration, stream_asyncio,
                    abort_reason_in_python]},
-     {owner, [], [owner_death_aborts_blocked_reader, owner_death_without_watcher]},
+     {owner, [], [owner_death_aborts_blocked_reader, owner_exits_right_after_new,
+                  owner_death_without_watcher, owner_death_during_large_write_without_watcher]},
      {ring, [], [ring_full_then_notify, notify_unbounded_immediate, notify_reader_closed,
                  notify_writer_closed]},
      {gc, [], [gc_erlang_only, gc_python_only_closed, gc_python_only_unclosed,
@@ -71,8 +75,14 @@ new_variants(_Config) ->
 new_bad_args(_Config) ->
     Bad = [-1, foo, <<"10">>, 1.5, #{bogus => 1}, #{content_length => -5},
            #{max_buffered => 0}, #{max_buffered => -1}, #{max_size => -1},
-           #{content_length => foo}, [1]],
+           #{content_length => foo}, [1], -(1 bsl 70), #{max_size => -(1 bsl 70)}],
     [?assertError(badarg, py_buffer:new(B)) || B <- Bad],
+    %% the NIF's own decoder, past the facade's guards: bignums are sizes, these are not
+    NifBad = [{-(1 bsl 70), undefined, undefined}, {1.0e30, undefined, undefined},
+              {undefined, -(1 bsl 70), undefined}, {undefined, 0, undefined},
+              {undefined, undefined, -(1 bsl 70)}, {undefined, undefined, 1.0e30},
+              {undefined, undefined, foo}],
+    [?assertError(badarg, bodypipe_nif:buffer_new(C, M, S)) || {C, M, S} <- NifBad],
     ok.
 
 too_large(_Config) ->
@@ -87,6 +97,24 @@ too_large(_Config) ->
     %% the first write may find no room for a 1 TiB segment: an error, never a crash
     R = py_buffer:write(Huge, <<"x">>),
     true = lists:member(R, [ok, {error, enomem}]),
+    %% Integers beyond u64 pass the facade's guards. Such a content length is above any
+    %% max_size: too_large, like any other length above it (not badarg).
+    {error, too_large} = py_buffer:new(1 bsl 70),
+    {error, too_large} = py_buffer:new(1 bsl 64),
+    {error, too_large} = py_buffer:new(#{content_length => 1 bsl 70}),
+    {error, too_large} = py_buffer:new(#{content_length => 1 bsl 64, max_size => 1 bsl 70}),
+    %% a max_size beyond u64 is clamped to u64::MAX (no body is longer), so the largest u64
+    %% length is accepted under it (and reserves nothing)
+    U64Max = (1 bsl 64) - 1,
+    {ok, Max} = py_buffer:new(#{content_length => U64Max, max_size => 1 bsl 70}),
+    #{content_length := U64Max, written := 0} = py_buffer:info(Max),
+    {ok, Unlimited} = py_buffer:new(#{max_size => 1 bsl 70}),
+    ok = py_buffer:write(Unlimited, <<"x">>),
+    %% likewise a max_buffered beyond the address space: a high-water mark never reached
+    {ok, Ring} = py_buffer:new(#{max_buffered => 1 bsl 70}),
+    #{max_buffered := MaxBuffered} = py_buffer:info(Ring),
+    true = MaxBuffered >= 1 bsl 32,
+    ok = py_buffer:write(Ring, <<"x">>),
     ok.
 
 write_iodata(_Config) ->
@@ -118,6 +146,11 @@ write_bad_args(_Config) ->
     ?assertError(badarg, py_buffer:close(make_ref())),
     ?assertError(badarg, py_buffer:info(self())),
     ?assertError(badarg, py_buffer:notify_writable(<<>>)),
+    ?assertError(badarg, py_buffer:abort(make_ref(), x)),
+    ?assertError(badarg, py_buffer:abort(not_a_buffer, x)),
+    ?assertError(badarg, py_buffer:abort(self(), {some, reason})),
+    %% the abort of a non-buffer touched nothing
+    #{aborted := false} = py_buffer:info(B),
     %% a failed write stored nothing
     #{written := 0} = py_buffer:info(B),
     ok.
@@ -160,6 +193,95 @@ large_write_dirty(_Config) ->
     Expected = byte_size(Got),
     Big = binary:part(Got, 0, byte_size(Big)),
     ok.
+
+%% The dirty-scheduler rule, at the NIF: its normal-scheduler entry refuses a write over
+%% 256 KiB or 20,000 iolist elements with `dirty' and stores nothing, which is what makes
+%% py_buffer:write/2 redo it on a dirty scheduler as one call.
+large_write_redirects_to_dirty(_Config) ->
+    {ok, B} = py_buffer:new(),
+    Big = binary:copy(<<"x">>, 1 bsl 20),
+    Many = [<<I:8>> || I <- lists:seq(1, 100000)],
+    dirty = bodypipe_nif:buffer_write(B, Big),
+    dirty = bodypipe_nif:buffer_write(B, Many),
+    dirty = bodypipe_nif:buffer_write(B, lists:duplicate(100000, $q)),
+    dirty = bodypipe_nif:buffer_write(B, [<<"head">>, Big]),     % bytes counted across the list
+    dirty = bodypipe_nif:buffer_write(B, [[[Big]]]),
+    #{written := 0} = py_buffer:info(B),
+    %% at or below the limits: done in the call itself
+    ok = bodypipe_nif:buffer_write(B, binary:copy(<<"y">>, 256 * 1024)),
+    ok = bodypipe_nif:buffer_write(B, lists:duplicate(5000, <<"z">>)),
+    #{written := Written} = py_buffer:info(B),
+    ?assertEqual(256 * 1024 + 5000, Written),
+    %% what the facade then does with the refused ones
+    ok = bodypipe_nif:buffer_write_dirty(B, Big),
+    ok = bodypipe_nif:buffer_write_dirty(B, Many),
+    ok.
+
+%% The same rule, observed: large writes (a 64 MiB binary, a 1,000,000-element iolist) and a
+%% small write that finds the writer held by one of them never keep a process on a normal
+%% scheduler for 10 ms. On a normal scheduler the 64 MiB copy alone takes tens of ms, and so
+%% would the small write if it waited there for the lock.
+large_writes_no_long_schedule(_Config) ->
+    {ok, B} = py_buffer:new(#{max_size => 1 bsl 30}),
+    Self = self(),
+    Writer = fun(Make) ->
+                     spawn_link(fun() ->
+                                        Data = Make(),
+                                        %% A full sweep then a minor GC move the data to the old
+                                        %% heap, so no GC during the timed part copies it.
+                                        erlang:garbage_collect(),
+                                        erlang:garbage_collect(self(), [{type, minor}]),
+                                        Self ! {ready, self()},
+                                        receive go -> ok end,
+                                        Self ! {done, self(), py_buffer:write(B, Data)}
+                                end)
+             end,
+    Big = Writer(fun() -> binary:copy(<<"x">>, 64 bsl 20) end),
+    Many = Writer(fun() -> lists:duplicate(1000000, <<"0123456789abcdef">>) end),
+    Small = Writer(fun() -> binary:copy(<<"s">>, 64) end),
+    [receive {ready, P} -> ok end || P <- [Big, Many, Small]],
+    Done = fun(P) -> receive {done, P, R} -> R after 60000 -> ct:fail({write_hangs, P}) end end,
+    Pids = with_long_schedule_monitor(
+             10,
+             fun() ->
+                     Big ! go,
+                     %% The small write starts while the 64 MiB copy holds the writer. (Each
+                     %% writer is scheduled in only to make its one call: a report can only
+                     %% come from that call, not from the OS preempting a busy time slice.)
+                     ok = wait_for_writer_held(B, 10000),
+                     Small ! go,
+                     ok = Done(Small),
+                     ok = Done(Big),
+                     Many ! go,
+                     ok = Done(Many),
+                     [Big, Many, Small]
+             end),
+    ok = flush_notifications(B),
+    Long = [Rep || {P, _} = Rep <- long_schedules(), lists:member(P, Pids)],
+    ct:log("long_schedule reports: ~p", [Long]),
+    ?assertEqual([], Long),
+    #{written := Written} = py_buffer:info(B),
+    ?assertEqual((64 bsl 20) + 16000000 + 64, Written),
+    ok.
+
+%% Runs Fun with this process as the node's system monitor for long_schedule of at least
+%% Ms milliseconds (there is one per node: the previous one is restored afterwards). The
+%% reports stay in the mailbox for long_schedules/0.
+with_long_schedule_monitor(Ms, Fun) ->
+    Old = erlang:system_monitor(self(), [{long_schedule, Ms}]),
+    try
+        Fun()
+    after
+        _ = case Old of
+                undefined -> erlang:system_monitor(undefined);
+                {Pid, Opts} -> erlang:system_monitor(Pid, Opts)
+            end
+    end.
+
+long_schedules() ->
+    receive {monitor, P, long_schedule, Info} -> [{P, Info} | long_schedules()]
+    after 0 -> []
+    end.
 
 close_abort_idempotent(_Config) ->
     {ok, B} = py_buffer:new(),
@@ -342,6 +464,44 @@ owner_death_aborts_blocked_reader(_Config) ->
     end,
     ok.
 
+%% An owner that exits at once after new/1: the watcher monitors it before new/1
+%% returns, so readers get the real reason, never {owner_down,noproc}. Owners are
+%% started together so that their exits race the watcher.
+owner_exits_right_after_new(_Config) ->
+    Self = self(),
+    N = 100,
+    [spawn(fun() -> {ok, B} = py_buffer:new(), Self ! {buf, I, B}, exit({gone, I}) end)
+     || I <- lists:seq(1, N)],
+    Bufs = [receive {buf, I, B} -> {I, B} after 5000 -> ct:fail({no_buffer, I}) end
+            || I <- lists:seq(1, N)],
+    Got = [{I, py:call(bp_helpers, read_all, [B])} || {I, B} <- Bufs],
+    Wrong = [{I, R} || {I, R} <- Got,
+                       R =/= {error, {<<"BodyAborted">>, reason_text({owner_down, {gone, I}})}}],
+    ?assertEqual([], Wrong),
+    ok.
+
+%% Returns once a write holds B's writer lock, seen as the normal-scheduler
+%% notify_writable refusing with `dirty' (when it gets the lock it only asks for
+%% a {py_buffer, B, writable} message, which an unbounded buffer sends at once).
+wait_for_writer_held(B, TimeoutMs) ->
+    wait_for_writer_held_until(B, erlang:monotonic_time(millisecond) + TimeoutMs).
+
+wait_for_writer_held_until(B, Deadline) ->
+    case bodypipe_nif:buffer_notify_writable(B) of
+        dirty -> ok;
+        ok ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> {error, writer_never_held};
+                false -> wait_for_writer_held_until(B, Deadline)
+            end
+    end.
+
+flush_notifications(B) ->
+    receive {py_buffer, B, _} -> flush_notifications(B) after 0 -> ok end.
+
+reason_text(Reason) ->
+    iolist_to_binary(io_lib:format("~0tp", [Reason])).
+
 %% Without the watcher process (application stopped) the NIF resource monitor
 %% still aborts the buffer.
 owner_death_without_watcher(_Config) ->
@@ -356,6 +516,44 @@ owner_death_without_watcher(_Config) ->
         receive {read, R} -> {error, {<<"BodyAborted">>, <<"{owner_down,unknown}">>}} = R
         after 5000 -> ct:fail(reader_still_blocked)
         end
+    after
+        {ok, _} = application:ensure_all_started(bodypipe)
+    end,
+    ok.
+
+%% The NIF monitor's abort when another process's large write holds the writer: it is
+%% handed to the NIF's own thread, which aborts once the write is done, instead of
+%% waiting on the normal scheduler that runs the owner's exit (a long_schedule of the owner).
+owner_death_during_large_write_without_watcher(_Config) ->
+    ok = application:stop(bodypipe),
+    try
+        Self = self(),
+        Owner = spawn(fun() ->
+                              {ok, B} = py_buffer:new(#{max_size => 1 bsl 30}),
+                              Self ! {buf, B},
+                              receive _ -> ok end
+                      end),
+        B = receive {buf, X} -> X end,
+        Big = binary:copy(<<"x">>, 128 bsl 20),
+        {Wrote, Micros} =
+            with_long_schedule_monitor(
+              10,
+              fun() ->
+                      spawn_link(fun() -> Self ! {wrote, py_buffer:write(B, Big)} end),
+                      ok = wait_for_writer_held(B, 10000),
+                      T0 = erlang:monotonic_time(microsecond),
+                      exit(Owner, kill),
+                      W = receive {wrote, W0} -> W0 after 20000 -> ct:fail(write_hangs) end,
+                      T1 = erlang:monotonic_time(microsecond),
+                      timer:sleep(50),            % the owner's exit report, if any, arrives
+                      {W, T1 - T0}
+              end),
+        ct:log("write returned ~p, ~p us after the kill", [Wrote, Micros]),
+        ok = Wrote,
+        ok = flush_notifications(B),
+        ok = wait_until(fun() -> maps:get(aborted, py_buffer:info(B)) end, 5000),
+        #{abort_reason := <<"{owner_down,unknown}">>} = py_buffer:info(B),
+        ?assertEqual([], [Rep || {P, _} = Rep <- long_schedules(), P =:= Owner])
     after
         {ok, _} = application:ensure_all_started(bodypipe)
     end,

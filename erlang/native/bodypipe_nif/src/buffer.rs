@@ -129,9 +129,22 @@ impl Resource for BufferRes {
         let watcher_alive = Atom::from_str(env, WATCHER).ok().and_then(|name| env.whereis_pid(name)).is_some();
         if !watcher_alive {
             for shared in owners::take(&pid) {
-                shared.abort(OWNER_DOWN_UNKNOWN);
+                abort_without_waiting(shared, OWNER_DOWN_UNKNOWN);
             }
-            self.shared.abort(OWNER_DOWN_UNKNOWN);
+            abort_without_waiting(self.shared.clone(), OWNER_DOWN_UNKNOWN);
+        }
+    }
+}
+
+/// Aborts `shared` now if its writer is free, else has the notify thread abort it once the
+/// writer is released. `down` runs on a normal scheduler, and another process's multi-MiB write
+/// on a dirty one may hold the writer for milliseconds: waiting there would stall the scheduler.
+fn abort_without_waiting(shared: Arc<Shared>, reason: &'static str) {
+    if shared.abort_with(reason, Wait::Never).is_err() {
+        if let Err(shared) = notify::post_abort(shared, reason) {
+            // No notify thread (thread creation failed): waiting is the only way left to make
+            // sure no reader hangs.
+            shared.abort(reason);
         }
     }
 }
@@ -145,19 +158,28 @@ fn buffer_new<'a>(
     max_buffered: Term<'a>,
     max_size: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    // Decode every option before acting on any, so a bad one is badarg whatever the others are.
+    let (content_length, max_buffered, max_size) =
+        (opt_num(content_length)?, opt_num(max_buffered)?, opt_num(max_size)?);
     let mut b = Builder::new();
-    if let Some(n) = opt_u64(content_length)? {
-        b = b.content_length(n);
+    match content_length {
+        Num::Undefined => {}
+        Num::Fits(n) => b = b.content_length(n),
+        // Larger than any max_size (which is at most u64::MAX): a refusal, not a bad argument.
+        Num::AboveU64 => return Ok((atoms::error(), atoms::too_large()).encode(env)),
     }
-    if let Some(n) = opt_u64(max_buffered)? {
-        let n = usize::try_from(n).map_err(|_| Error::BadArg)?;
-        if n == 0 {
-            return Err(Error::BadArg);
-        }
-        b = b.max_buffered(n);
+    match max_buffered {
+        Num::Undefined => {}
+        Num::Fits(0) => return Err(Error::BadArg),
+        // A high-water mark beyond the address space is never reached; usize::MAX behaves alike.
+        Num::Fits(n) => b = b.max_buffered(usize::try_from(n).unwrap_or(usize::MAX)),
+        Num::AboveU64 => b = b.max_buffered(usize::MAX),
     }
-    if let Some(n) = opt_u64(max_size)? {
-        b = b.max_size(n);
+    match max_size {
+        Num::Undefined => {}
+        Num::Fits(n) => b = b.max_size(n),
+        // No body can exceed u64::MAX bytes, so a larger limit means the same as u64::MAX.
+        Num::AboveU64 => b = b.max_size(u64::MAX),
     }
     let (writer, reader) = match b.build() {
         Ok(pair) => pair,
@@ -181,12 +203,31 @@ fn buffer_new<'a>(
     Ok((atoms::ok(), res, first).encode(env))
 }
 
-fn opt_u64(t: Term) -> NifResult<Option<u64>> {
-    if t.is_atom() && t == atoms::undefined().to_term(t.get_env()) {
-        return Ok(None);
+/// A size option of `buffer_new`, as decoded.
+enum Num {
+    /// `undefined`: the option is not set.
+    Undefined,
+    /// A value that fits the core's `u64` sizes.
+    Fits(u64),
+    /// A non-negative integer above u64::MAX: a legal Erlang size, larger than any body.
+    AboveU64,
+}
+
+fn opt_num(t: Term) -> NifResult<Num> {
+    let env = t.get_env();
+    if t.is_atom() && t == atoms::undefined().to_term(env) {
+        return Ok(Num::Undefined);
     }
-    // Negative numbers and bignums beyond u64 fail to decode: badarg.
-    t.decode::<u64>().map(Some).map_err(|_| Error::BadArg)
+    if let Ok(n) = t.decode::<u64>() {
+        return Ok(Num::Fits(n));
+    }
+    // What failed to decode is either a bignum beyond u64 (which the facade's guards let through)
+    // or something no size can be: a negative number, a float, another type.
+    if t.is_integer() && t > 0.encode(env) {
+        Ok(Num::AboveU64)
+    } else {
+        Err(Error::BadArg)
+    }
 }
 
 fn get_buf<'a>(t: Term<'a>) -> NifResult<&'a BufferRes> {

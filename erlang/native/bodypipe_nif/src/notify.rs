@@ -4,14 +4,17 @@
 //! Python reader thread, which may be a thread the VM manages. `OwnedEnv::send_and_clear` panics
 //! on any VM-managed thread, so hooks only push a [`Notice`] into a channel and one dedicated
 //! sender thread of ours turns notices into messages.
+//!
+//! The same thread also runs aborts that a normal scheduler must not wait for (see
+//! [`post_abort`]): it is ours, so blocking on a writer lock there stalls no scheduler.
 
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustler::{Encoder, LocalPid, OwnedEnv, ResourceArc};
 
 use crate::atoms;
-use crate::buffer::BufferRes;
+use crate::buffer::{BufferRes, Shared};
 
 /// What a waiting process is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,15 +37,22 @@ pub struct Notice {
 #[derive(Debug)]
 pub struct NoSenderThread;
 
-static SENDER: OnceLock<Mutex<Option<Sender<Notice>>>> = OnceLock::new();
+/// What the sender thread is asked to do.
+enum Job {
+    Send(Notice),
+    /// Abort a stream, waiting for its writer lock if a large write holds it.
+    Abort(Arc<Shared>, &'static str),
+}
 
-fn sender() -> Result<Sender<Notice>, NoSenderThread> {
+static SENDER: OnceLock<Mutex<Option<Sender<Job>>>> = OnceLock::new();
+
+fn sender() -> Result<Sender<Job>, NoSenderThread> {
     let cell = SENDER.get_or_init(|| Mutex::new(None));
     let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(tx) = guard.as_ref() {
         return Ok(tx.clone());
     }
-    let (tx, rx) = mpsc::channel::<Notice>();
+    let (tx, rx) = mpsc::channel::<Job>();
     std::thread::Builder::new().name("bodypipe-notify".into()).spawn(move || run(rx)).map_err(|_| NoSenderThread)?;
     *guard = Some(tx.clone());
     Ok(tx)
@@ -59,13 +69,29 @@ pub fn post(notice: Notice) {
     if let Ok(tx) = sender() {
         // The receiver lives for the life of the library; a failed send only means the
         // process is shutting down.
-        let _ = tx.send(notice);
+        let _ = tx.send(Job::Send(notice));
     }
 }
 
-fn run(rx: mpsc::Receiver<Notice>) {
+/// Has the sender thread abort `shared` with `reason`, for a caller that must not wait for the
+/// writer lock. Gives `shared` back if there is no sender thread, so the caller can still abort.
+pub fn post_abort(shared: Arc<Shared>, reason: &'static str) -> Result<(), Arc<Shared>> {
+    let Ok(tx) = sender() else {
+        return Err(shared);
+    };
+    tx.send(Job::Abort(shared.clone(), reason)).map_err(|_| shared)
+}
+
+fn run(rx: mpsc::Receiver<Job>) {
     let mut env = OwnedEnv::new();
-    for notice in rx {
+    for job in rx {
+        let notice = match job {
+            Job::Send(notice) => notice,
+            Job::Abort(shared, reason) => {
+                shared.abort(reason);
+                continue;
+            }
+        };
         let pids: Vec<LocalPid> = notice.buf.take_waiters();
         let kind = match notice.kind {
             Kind::Writable => atoms::writable(),
