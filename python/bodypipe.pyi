@@ -28,7 +28,8 @@ class BodyAborted(ConnectionAbortedError):
 
     Raised by reads once the data written before the abort has been read. A read that would
     otherwise return a truncated body (``read()``, ``read(n)`` ending short) raises instead and
-    attaches the bytes it consumed as ``partial``.
+    attaches the bytes it consumed as ``partial``. ``partial`` is always there: ``b''`` when the
+    raising call consumed nothing (and on an exception raised by Python code).
     """
 
     @property
@@ -134,7 +135,12 @@ class PyBuffer:
     def readline(self, size: SupportsIndex | None = None) -> bytes:
         """One line including ``b'\\n'``, at most ``size`` bytes; the rest at EOF; ``b''`` at EOF."""
     def readlines(self, hint: SupportsIndex | None = None) -> list[bytes]:
-        """Remaining lines; stops once their total length reaches ``hint`` (when positive)."""
+        """Remaining lines; stops once their total length reaches ``hint`` (when positive).
+
+        :raises BodyAborted: the body was aborted; ``partial`` holds the lines read (joined).
+        :raises TimeoutError: the timeout passed; ``partial`` holds the lines read (joined) and
+            any part of the line being read.
+        """
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
     async def aread(self, n: SupportsIndex | None = None) -> bytes:
@@ -168,6 +174,8 @@ class PyBuffer:
         :raises asyncio.IncompleteReadError: EOF came first (``partial`` holds the bytes read).
         :raises BodyAborted: the body was aborted first (``partial`` holds the bytes read).
         :raises ValueError: ``n < 0``.
+        :raises TypeError: ``n`` is not an integer.
+        :raises OverflowError: ``n`` is too large for a size (as ``read``).
         """
     def __aiter__(self) -> AsyncIterator[bytes]:
         """``async for line in buf``: lines as :meth:`areadline` returns them, until EOF."""

@@ -5,7 +5,7 @@ use crate::errors::{self, body_aborted, bytes_like, read_error, size_arg, timeou
 use crate::wait::{deadline, in_slices};
 use ::bodypipe::{Reader, Ready, View};
 use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyMemoryError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyList, PyMemoryView, PyType};
@@ -22,9 +22,9 @@ const DETACH_COPY: usize = 256 * 1024;
 /// beyond it the bytes are gathered as they come.
 const PREALLOC_MAX: usize = 64 * 1024 * 1024;
 
-/// Marks a line too long to copy with the GIL held (see `PyBuffer::line_fast`).
-#[derive(Debug)]
-struct LongLine;
+/// Marks a line too long to copy with the GIL held, with its length (see `PyBuffer::line_fast`).
+#[derive(Debug, Clone, Copy)]
+struct LongLine(usize);
 
 impl std::fmt::Display for LongLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,16 +141,12 @@ impl PyBuffer {
         })?;
         let data = bytes.as_bytes();
         if let Some(e) = failure {
-            if got > 0 {
-                // Attach what was consumed; if that fails the error still goes out.
-                let _ = e.value(py).setattr("partial", PyBytes::new(py, &data[..got]));
-            }
-            return Err(e);
+            return Err(with_partial(py, e, &data[..got]));
         }
         if got == size {
             Ok(bytes)
         } else {
-            Ok(PyBytes::new(py, &data[..got]))
+            bytes_of(py, &data[..got])
         }
     }
 
@@ -242,7 +238,8 @@ impl PyBuffer {
 
     /// Ring mode, total unknown: reads as data comes (the writer waits for us to make room)
     /// until EOF or `cap` bytes, gathering into a Vec copied once into the result. Used when the
-    /// final size is unknown and could be far larger than what will arrive.
+    /// final size is unknown and could be far larger than what will arrive. This can be the whole
+    /// body, so every large step (growing the Vec, filling it, the final copy) is GIL-released.
     fn gather<'py>(
         &self,
         py: Python<'py>,
@@ -253,7 +250,7 @@ impl PyBuffer {
         loop {
             let want = cap.map_or(usize::MAX, |c| c - out.len());
             if want == 0 {
-                return Ok(PyBytes::new(py, &out));
+                return bytes_of(py, &out);
             }
             let avail = match self.wait_for(py, 1, deadline) {
                 Ok(a) => a.min(want),
@@ -261,15 +258,19 @@ impl PyBuffer {
             };
             if avail == 0 {
                 return match self.end_of_stream(py) {
-                    Ok(_) => Ok(PyBytes::new(py, &out)),
+                    Ok(_) => bytes_of(py, &out),
                     Err(e) => Err(with_partial(py, e, &out)),
                 };
             }
             let old = out.len();
-            if out.try_reserve(avail).is_err() {
+            let grow = |out: &mut Vec<u8>| out.try_reserve(avail).map(|()| out.resize(old + avail, 0));
+            // Zero-filling a large piece, or a reallocation that may move a large Vec, is as
+            // costly as a large copy.
+            let large = avail > DETACH_COPY || (old > DETACH_COPY && out.capacity() - old < avail);
+            let grown = if large { py.detach(|| grow(&mut out)) } else { grow(&mut out) };
+            if grown.is_err() {
                 return Err(with_partial(py, PyMemoryError::new_err("out of memory reading the body"), &out));
             }
-            out.resize(old + avail, 0);
             match self.fill_present(py, &mut out[old..]) {
                 Ok(n) => out.truncate(old + n),
                 Err(e) => {
@@ -318,7 +319,7 @@ impl PyBuffer {
                 return Ok(bytes);
             }
             if got > 0 {
-                return Ok(PyBytes::new(py, &bytes.as_bytes()[..got]));
+                return bytes_of(py, &bytes.as_bytes()[..got]);
             }
             // Another reader thread took the bytes between our check and our read.
             if !block {
@@ -371,45 +372,86 @@ impl PyBuffer {
 
     /// The fast path for lines, GIL held: one cursor lock, one scan, and the line copied once,
     /// straight from segment memory into the new `bytes` (the core hands it over in place).
-    /// `Err(LongLine)`: the line is longer than `DETACH_COPY` and was left unread, to be copied
-    /// with the GIL released instead. `Ok(None)`: no complete line yet (nothing consumed).
+    /// `Err(LongLine)`: the line is longer than `DETACH_COPY` and was left unread, to be scanned
+    /// and copied with the GIL released instead. `Ok(None)`: no complete line yet (nothing
+    /// consumed).
     #[allow(clippy::type_complexity)]
     fn line_fast<'py>(
         &self,
         py: Python<'py>,
         limit: Option<usize>,
     ) -> PyResult<Result<Option<Bound<'py, PyBytes>>, LongLine>> {
-        let res = self.reader.try_read_until_with(b'\n', limit, |line| {
+        // The scan, too, is as long as the line: with the GIL held it goes no further than a
+        // line that is still short enough to copy here. Up to that cap the result is the same
+        // as without it (a newline or the end of the data comes first), and a line that reaches
+        // the cap is long either way.
+        let cap = limit.map_or(DETACH_COPY + 1, |l| l.min(DETACH_COPY + 1));
+        let res = self.reader.try_read_until_with(b'\n', Some(cap), |line| {
             if line.len() > DETACH_COPY {
-                Err(io::Error::other(LongLine))
+                Err(io::Error::other(LongLine(line.len())))
             } else {
                 Ok(PyBytes::new(py, line))
             }
         });
-        match res {
-            Ok(line) => Ok(Ok(line)),
-            Err(e) if e.get_ref().is_some_and(|inner| inner.is::<LongLine>()) => Ok(Err(LongLine)),
-            Err(e) => Err(read_error(py, e)),
-        }
+        long_line_or(py, res)
     }
 
-    /// A long line, copied with the GIL released; `None` while it is incomplete.
-    fn line_detached<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    /// A long line, scanned and copied once, from segment memory into the result, with the GIL
+    /// released; `Ok(Ok(None))` while it is incomplete. `Ok(Err(LongLine(n)))`: the line there
+    /// is no longer a long one of the length first found (another reader thread took bytes
+    /// meanwhile); nothing was consumed and the caller starts over.
+    #[allow(clippy::type_complexity)]
+    fn line_detached<'py>(
+        &self,
+        py: Python<'py>,
+        limit: Option<usize>,
+    ) -> PyResult<Result<Option<Bound<'py, PyBytes>>, LongLine>> {
         let r = &*self.reader;
-        let mut out = Vec::new();
-        match py.detach(|| r.try_read_line(&mut out, limit)) {
-            Ok(Some(_)) => Ok(Some(PyBytes::new(py, &out))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(read_error(py, e)),
+        // First find its length (an `Err` from the callback consumes nothing), so the result can
+        // be allocated before the line is read and it is copied straight into it.
+        let probe = py.detach(|| {
+            r.try_read_until_with(b'\n', limit, |line| Err::<(), _>(io::Error::other(LongLine(line.len()))))
+        });
+        let len = match long_line_or(py, probe)? {
+            Ok(None) => return Ok(Ok(None)),
+            Ok(Some(())) => return Ok(Err(LongLine(0))), // not produced by that callback
+            Err(LongLine(len)) if len > DETACH_COPY => len,
+            Err(short) => return Ok(Err(short)),
+        };
+        let (obj, region) = uninit_bytes(py, len)?;
+        let res = py.detach(move || {
+            r.try_read_until_with(b'\n', limit, |line| {
+                if line.len() != len {
+                    // Left unread (an `Err` consumes nothing).
+                    return Err(io::Error::other(LongLine(line.len())));
+                }
+                // SAFETY: `obj` is referenced only by this function until it returns, so nothing
+                // else touches its buffer while the GIL is released; `line` is `len` bytes of
+                // segment memory, which does not overlap it.
+                unsafe { region.copy_parts(&[line]) };
+                Ok(())
+            })
+        });
+        match long_line_or(py, res)? {
+            // SAFETY: created by PyBytes_FromStringAndSize; all `len` bytes were just written.
+            Ok(Some(())) => Ok(Ok(Some(unsafe { obj.cast_into_unchecked::<PyBytes>() }))),
+            Ok(None) => Ok(Ok(None)),
+            Err(long) => Ok(Err(long)),
         }
     }
 
     /// A complete line (up to `limit` bytes; the rest at EOF; `b''` at EOF) if there is one now,
     /// without waiting; `None` while the line is incomplete (nothing consumed then).
     fn try_line<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        match self.line_fast(py, limit)? {
-            Ok(line) => Ok(line),
-            Err(LongLine) => self.line_detached(py, limit),
+        loop {
+            if let Ok(line) = self.line_fast(py, limit)? {
+                return Ok(line);
+            }
+            match self.line_detached(py, limit)? {
+                Ok(line) => return Ok(line),
+                // The line changed under us (another reader thread): scan again.
+                Err(LongLine(_)) => continue,
+            }
         }
     }
 
@@ -435,13 +477,14 @@ impl PyBuffer {
         match waited {
             Err(e) => Err(with_partial(py, e, &out)),
             Ok(None) => Err(timeout(py, &out)),
-            Ok(Some(Ok(_))) => Ok(PyBytes::new(py, &out)),
+            Ok(Some(Ok(_))) => bytes_of(py, &out),
             Ok(Some(Err(e))) => Err(with_partial(py, read_error(py, e), &out)),
         }
     }
 }
 
 /// A region of a `bytes` object under construction, handed to a GIL-released closure.
+#[derive(Clone, Copy)]
 struct RawRegion(*mut u8, usize);
 
 // SAFETY: the region belongs to a `bytes` object that no other code can reach yet (see
@@ -457,14 +500,27 @@ impl RawRegion {
         // SAFETY: per the contract above.
         unsafe { std::ptr::write_bytes(self.0, 0, self.1) }
     }
+
+    /// Copies `parts` one after the other to the start of the region; returns the count.
+    ///
+    /// # Safety
+    /// The region must be valid for writes of `self.1` bytes and not accessed concurrently, and
+    /// the parts must total at most `self.1` bytes and not overlap it.
+    unsafe fn copy_parts(self, parts: &[&[u8]]) -> usize {
+        let mut at = 0;
+        for part in parts {
+            debug_assert!(at + part.len() <= self.1);
+            // SAFETY: per the contract above, `at + part.len()` stays inside the region.
+            unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), self.0.add(at), part.len()) };
+            at += part.len();
+        }
+        at
+    }
 }
 
-/// Like `PyBytes::new_with`: allocates a `bytes` of `len` and lets `init` fill it in place (the
-/// result object is the only buffer), but zero-fills a large one with the GIL released.
-fn new_bytes<'py, F>(py: Python<'py>, len: usize, init: F) -> PyResult<Bound<'py, PyBytes>>
-where
-    F: FnOnce(&mut [u8]) -> PyResult<()>,
-{
+/// A new `bytes` object of `len` bytes whose contents are *uninitialised*: the caller must
+/// write all of them (through the region, never a `&[u8]` of it) before the object is used.
+fn uninit_bytes(py: Python<'_>, len: usize) -> PyResult<(Bound<'_, PyAny>, RawRegion)> {
     let ssize = ffi::Py_ssize_t::try_from(len).map_err(|_| PyMemoryError::new_err("read size too large"))?;
     // SAFETY: a NULL source asks CPython for an uninitialised bytes object of `len` bytes; the
     // GIL is held; a NULL result is turned into the pending Python error (MemoryError).
@@ -474,7 +530,44 @@ where
     if ptr.is_null() {
         return Err(PyErr::fetch(py));
     }
-    let region = RawRegion(ptr, len);
+    Ok((obj, RawRegion(ptr, len)))
+}
+
+/// One `bytes` holding `parts` concatenated, copied once: with the GIL released when that is
+/// more than `DETACH_COPY` bytes (a gathered body, a long line, a peek of the whole body).
+fn join_bytes<'py>(py: Python<'py>, parts: &[&[u8]]) -> PyResult<Bound<'py, PyBytes>> {
+    let len = parts.iter().try_fold(0usize, |n, p| n.checked_add(p.len()));
+    let len = len.ok_or_else(|| PyMemoryError::new_err("read size too large"))?;
+    let (obj, region) = uninit_bytes(py, len)?;
+    if len > DETACH_COPY {
+        // SAFETY: `obj` is referenced only by this function until it returns, so nothing else
+        // reads or writes its buffer while the GIL is released; the parts total `len` bytes and
+        // are borrowed from elsewhere, so they do not overlap it.
+        py.detach(move || unsafe { region.copy_parts(parts) });
+    } else {
+        // SAFETY: as above.
+        unsafe { region.copy_parts(parts) };
+    }
+    // SAFETY: created by PyBytes_FromStringAndSize in `uninit_bytes`; every byte is now written.
+    Ok(unsafe { obj.cast_into_unchecked::<PyBytes>() })
+}
+
+/// `PyBytes::new`, but a large copy is made with the GIL released (see [`join_bytes`]).
+fn bytes_of<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    if data.len() > DETACH_COPY {
+        join_bytes(py, &[data])
+    } else {
+        Ok(PyBytes::new(py, data))
+    }
+}
+
+/// Like `PyBytes::new_with`: allocates a `bytes` of `len` and lets `init` fill it in place (the
+/// result object is the only buffer), but zero-fills a large one with the GIL released.
+fn new_bytes<'py, F>(py: Python<'py>, len: usize, init: F) -> PyResult<Bound<'py, PyBytes>>
+where
+    F: FnOnce(&mut [u8]) -> PyResult<()>,
+{
+    let (obj, region) = uninit_bytes(py, len)?;
     if len > DETACH_COPY {
         // SAFETY: `obj` is referenced only by this function until it returns, so nothing else
         // reads or writes its buffer while the GIL is released.
@@ -485,7 +578,7 @@ where
     }
     // SAFETY: the buffer is `len` initialised bytes owned by `obj`, which outlives this borrow;
     // no other reference to it exists (see above), so the unique borrow is sound.
-    init(unsafe { std::slice::from_raw_parts_mut(ptr, len) })?;
+    init(unsafe { std::slice::from_raw_parts_mut(region.0, len) })?;
     // SAFETY: created by PyBytes_FromStringAndSize above.
     Ok(unsafe { obj.cast_into_unchecked::<PyBytes>() })
 }
@@ -514,12 +607,25 @@ fn try_read_pieces(r: &Reader, buf: &mut [u8]) -> io::Result<usize> {
     Ok(total)
 }
 
-/// Attaches the bytes consumed before an error as `exc.partial` (when there are any).
+/// Attaches the bytes consumed before an error as `exc.partial` (`b''` when there are none, so
+/// `exc.partial` always exists, as `BodyAborted.partial` and `TimeoutError.partial` promise).
 fn with_partial(py: Python<'_>, e: PyErr, partial: &[u8]) -> PyErr {
-    if !partial.is_empty() {
-        let _ = e.value(py).setattr("partial", PyBytes::new(py, partial));
+    // If even that fails (out of memory), the original error still goes out.
+    if let Ok(bytes) = bytes_of(py, partial) {
+        let _ = e.value(py).setattr("partial", bytes);
     }
     e
+}
+
+/// Sorts a core line read whose callback may have refused the line as `LongLine`.
+fn long_line_or<T>(py: Python<'_>, res: io::Result<Option<T>>) -> PyResult<Result<Option<T>, LongLine>> {
+    match res {
+        Ok(line) => Ok(Ok(line)),
+        Err(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<LongLine>()) {
+            Some(&long) => Ok(Err(long)),
+            None => Err(read_error(py, e)),
+        },
+    }
 }
 
 /// Resolves a `find` bound: negative counts from the end of the unread bytes, as `bytes.find`.
@@ -702,21 +808,36 @@ impl PyBuffer {
     #[pyo3(signature = (hint=None))]
     fn readlines<'py>(&self, py: Python<'py>, hint: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyList>> {
         let hint = size_arg(hint)?.filter(|&h| h > 0);
-        let lines = PyList::empty(py);
+        let mut lines: Vec<Bound<'py, PyBytes>> = Vec::new();
         let mut total = 0usize;
         loop {
-            let line = self.readline_impl(py, None)?;
+            let line = match self.readline_impl(py, None) {
+                Ok(line) => line,
+                // The lines read so far are consumed: like `read()`, a failed call hands them
+                // back on `partial` (before any part of the line it was reading) instead of
+                // dropping them with the list.
+                Err(e) => {
+                    let tail = e.value(py).getattr("partial").ok();
+                    let tail = tail.as_ref().and_then(|t| t.cast::<PyBytes>().ok());
+                    let mut parts: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+                    parts.extend(tail.map(|t| t.as_bytes()));
+                    if let Ok(partial) = join_bytes(py, &parts) {
+                        let _ = e.value(py).setattr("partial", partial);
+                    }
+                    return Err(e);
+                }
+            };
             let n = line.as_bytes().len();
             if n == 0 {
                 break;
             }
-            lines.append(line)?;
+            lines.push(line);
             total += n;
             if hint.is_some_and(|h| total >= h) {
                 break;
             }
         }
-        Ok(lines)
+        PyList::new(py, lines)
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -735,17 +856,20 @@ impl PyBuffer {
         let deadline = self.op_deadline();
         let avail = self.wait_for(py, 1, deadline)?;
         let want = if size <= 0 { avail } else { avail.min(size as usize) };
+        // The views pin the bytes (the core never reuses a viewed segment), so they are copied
+        // once, straight into the result, with the GIL released when that is large.
         let views = self.reader.views();
-        let mut out = Vec::new();
-        out.try_reserve(want).map_err(|_| PyMemoryError::new_err("out of memory in peek()"))?;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(views.len());
+        let mut left = want;
         for v in &views {
-            let take = (want - out.len()).min(v.len());
-            out.extend_from_slice(&v[..take]);
-            if out.len() == want {
+            if left == 0 {
                 break;
             }
+            let take = left.min(v.len());
+            parts.push(&v[..take]);
+            left -= take;
         }
-        Ok(PyBytes::new(py, &out))
+        join_bytes(py, &parts)
     }
 
     /// `await buf.aread(n=-1)`: up to `n` bytes, as soon as at least one is there (`b''` only at
@@ -767,7 +891,11 @@ impl PyBuffer {
     /// earlier EOF.
     fn areadexactly<'py>(slf: &Bound<'py, Self>, n: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let n: isize = n.extract().map_err(|_| {
+        // An integer too large for a size is an OverflowError, as in `size_arg` and `io`.
+        let n: isize = n.extract().map_err(|e: PyErr| {
+            if e.is_instance_of::<PyOverflowError>(py) {
+                return e;
+            }
             let ty = n.get_type().name().map(|t| t.to_string()).unwrap_or_else(|_| "?".into());
             PyTypeError::new_err(format!("readexactly size must be an integer, not '{ty}'"))
         })?;

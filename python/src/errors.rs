@@ -15,10 +15,12 @@ create_exception!(
     PyConnectionAbortedError,
     "The body was aborted by its producer (client disconnect, upstream error).\n\n\
      Raised by reads once every byte written before the abort has been read. `str(exc)` and\n\
-     `exc.reason` hold the reason the producer gave."
+     `exc.reason` hold the reason the producer gave; `exc.partial` the bytes the raising call\n\
+     had consumed (b'' when none)."
 );
 
-/// Adds the exception types to the module and gives `BodyAborted` its `reason` property.
+/// Adds the exception types to the module and gives `BodyAborted` its `reason` property and
+/// `partial` default.
 pub(crate) fn register(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     let ty = py.get_type::<BodyAborted>();
     // A property (rather than an attribute set where we raise) so that `BodyAborted("x").reason`
@@ -30,6 +32,9 @@ pub(crate) fn register(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> 
         None,
     )?;
     ty.setattr("reason", ns.get_item("reason")?)?;
+    // The stub promises `partial: bytes` on every BodyAborted. Reads attach the bytes they
+    // consumed (or b''); this class default covers one raised by Python code or an embedder.
+    ty.setattr("partial", PyBytes::new(py, b""))?;
     m.add("BodyAborted", ty)?;
     Ok(())
 }
@@ -60,7 +65,13 @@ pub(crate) fn unsupported(py: Python<'_>, msg: &str) -> PyErr {
 pub(crate) fn read_error(py: Python<'_>, e: io::Error) -> PyErr {
     match e.kind() {
         // The core carries the producer's reason as the error's message.
-        io::ErrorKind::ConnectionAborted => body_aborted(&e.to_string()),
+        io::ErrorKind::ConnectionAborted => {
+            let err = body_aborted(&e.to_string());
+            // No bytes are known here: `partial` is b'' (as in `timeout`); a caller that consumed
+            // some replaces it. Set on the instance so it never depends on the class default.
+            let _ = err.value(py).setattr("partial", PyBytes::new(py, b""));
+            err
+        }
         io::ErrorKind::TimedOut => timeout(py, b""),
         io::ErrorKind::InvalidInput => PyValueError::new_err(e.to_string()),
         io::ErrorKind::WouldBlock => PyBlockingIOError::new_err(e.to_string()),

@@ -1,5 +1,6 @@
 """The PyBuffer / Writer behaviours of issue 3, one by one."""
 
+import ctypes
 import io
 import threading
 import time
@@ -222,6 +223,35 @@ def test_readline_waits_for_newline():
     t.join()
 
 
+LONG = 256 * 1024  # lines longer than this are scanned and copied with the GIL released
+
+
+@pytest.mark.parametrize("mode", ["complete", "streamed", "ring"])
+def test_long_lines(mode):
+    """Lines above the GIL-held copy limit, alone, next to short ones, cut by a size, at EOF
+    without a newline: the same results as io.BytesIO, whichever path (in place, GIL released,
+    or consumed as it arrives in ring mode) reads them."""
+    lines = [b"a" * (LONG + 1) + b"\n", b"b\n", b"c" * (3 * LONG) + b"\n", b"d" * LONG + b"\n", b"e" * (LONG + 7)]
+    data = b"".join(lines)
+    sizes = [None, None, LONG + 100, None, -1, 5, None, None]
+
+    def make():
+        if mode == "complete":
+            return bodypipe.PyBuffer.from_bytes(data)
+        # ring: max_buffered below the longest line, so that one is consumed as it arrives.
+        w, b = bodypipe.pipe(max_buffered=2 * LONG) if mode == "ring" else bodypipe.pipe()
+        b.settimeout(20)
+        feed(w, [data[i : i + 65536] for i in range(0, len(data), 65536)], delay=0.0005)
+        return b
+
+    b, ref = make(), io.BytesIO(data)
+    for size in sizes:
+        assert b.readline(size) == ref.readline(size)
+    assert b.readline() == b""
+    b = make()
+    assert list(b) == lines
+
+
 def test_readlines_and_hint():
     data = b"a\nbb\nccc\ndddd\n"
     assert bodypipe.PyBuffer.from_bytes(data).readlines() == [b"a\n", b"bb\n", b"ccc\n", b"dddd\n"]
@@ -429,13 +459,67 @@ def test_views_are_zero_copy_per_segment():
     assert bytes(vs[1]) == b"efgh"
 
 
+class _PyBuffer(ctypes.Structure):
+    # CPython's Py_buffer; `obj` as a plain pointer so ctypes never touches its refcount.
+    _fields_ = [
+        ("buf", ctypes.c_void_p),
+        ("obj", ctypes.c_void_p),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("suboffsets", ctypes.c_void_p),
+        ("internal", ctypes.c_void_p),
+    ]
+
+
+def address(obj):
+    """The address of the first byte of `obj`'s buffer (read-only exports too, which ctypes'
+    from_buffer refuses)."""
+    view = _PyBuffer()
+    get, release = ctypes.pythonapi.PyObject_GetBuffer, ctypes.pythonapi.PyBuffer_Release
+    get.argtypes, get.restype = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int], ctypes.c_int
+    release.argtypes, release.restype = [ctypes.POINTER(_PyBuffer)], None
+    if get(obj, ctypes.byref(view), 0) != 0:  # PyBUF_SIMPLE
+        raise BufferError("PyObject_GetBuffer failed")
+    try:
+        return view.buf
+    finally:
+        release(ctypes.byref(view))
+
+
 def test_memoryview_zero_copy_with_content_length():
-    # With a known length the body is one segment: a single view covers everything.
+    # With a known length the body is one segment, so every memoryview is the segment itself:
+    # exports made at different times, while writes go on, start at the same address (a copy
+    # would be a fresh allocation each time), and reading moves that start by what was read.
     w, b = bodypipe.pipe(100_000)
-    for i in range(100):
+    for i in range(50):
         w.write(bytes([i % 256]) * 1000)
-    assert len(b.views()) == 1
-    assert len(memoryview(b)) == 100_000
+    mv1 = memoryview(b)
+    for i in range(50, 100):
+        w.write(bytes([i % 256]) * 1000)
+    mv2 = memoryview(b)
+    (seg,) = b.views()
+    assert len(mv1) == 50_000 and len(mv2) == len(seg) == 100_000
+    assert address(mv1) == address(mv2) == address(seg) == address(b)
+    assert b.read(1000) == b"\0" * 1000
+    mv3 = memoryview(b)
+    assert address(mv3) == address(mv1) + 1000
+    assert bytes(mv3[:1000]) == b"\1" * 1000 and mv1[0] == 0  # the old view is still valid
+
+
+def test_memoryview_spanning_segments_is_a_copy():
+    # The other side of the test above, showing that `address` tells copies apart: bytes in
+    # several segments are coalesced into a fresh copy for each export.
+    w, b = bodypipe.pipe(segment_size=8)
+    w.write(b"0123456789abcdef0123")
+    assert len(b.views()) > 1
+    mv1, mv2 = memoryview(b), memoryview(b)
+    assert bytes(mv1) == bytes(mv2) == b"0123456789abcdef0123"
+    assert address(mv1) != address(mv2)
 
 
 def test_memoryview_ring_mode_write_continues():
@@ -504,7 +588,37 @@ def test_abort_polling_loop_ends():
 def test_body_aborted_constructible_from_python():
     e = bodypipe.BodyAborted("why")
     assert e.reason == "why"
+    assert e.partial == b""  # the stub's `partial: bytes` holds for every instance
     assert issubclass(bodypipe.BodyAborted, ConnectionAbortedError)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.read(),
+        lambda b: b.read(10),
+        lambda b: b.readall(),
+        lambda b: b.read1(10),
+        lambda b: b.read_nonblock(),
+        lambda b: b.readinto(bytearray(10)),
+        lambda b: b.readline(),
+        lambda b: b.readlines(),
+        lambda b: next(b),
+    ],
+)
+@pytest.mark.parametrize("mode", [{}, {"content_length": 100}, {"max_buffered": 8}])
+def test_body_aborted_partial_always_present(call, mode):
+    """A read that consumed nothing before the abort still has `partial` (b''), on the instance
+    (not only the class default), as TimeoutError.partial."""
+    w, b = bodypipe.pipe(**mode)
+    w.write(b"abc")
+    w.abort("gone")
+    assert b.read(3) == b"abc"
+    with pytest.raises(bodypipe.BodyAborted) as ei:
+        call(b)
+    assert ei.value.partial == b""
+    assert "partial" in vars(ei.value)
+    assert ei.value.reason == "gone"
 
 
 def test_readinto_read1_return_data_before_raising():
@@ -566,6 +680,48 @@ def test_timeout_ring_mode_partial_attached():
     with pytest.raises(TimeoutError) as ei:
         b.read(20)
     assert ei.value.partial == b"12345678"
+    w.close()
+
+
+@pytest.mark.parametrize("content_length", [None, 10])
+def test_timeout_ring_mode_read_all_partial_attached(content_length):
+    # Ring-mode read() consumes as it goes, even for a body well below the high-water mark (the
+    # README lists it): with or without a declared length, a timeout hands the bytes back.
+    w, b = bodypipe.pipe(content_length, max_buffered=100)
+    w.write(b"abc")
+    b.settimeout(0.05)
+    with pytest.raises(TimeoutError) as ei:
+        b.read()
+    assert ei.value.partial == b"abc"
+    w.write(b"def")
+    w.abort("gone")
+    with pytest.raises(bodypipe.BodyAborted) as ei:
+        b.readall()
+    assert ei.value.partial == b"def"
+
+
+def test_readlines_failure_keeps_the_lines_on_partial():
+    w, b = bodypipe.pipe()
+    w.write(b"a\nb\nhalf")
+    b.settimeout(0.05)
+    with pytest.raises(TimeoutError) as ei:
+        b.readlines()
+    assert ei.value.partial == b"a\nb\n"  # consumed; the incomplete line is still unread
+    w.write(b" line\nc\n")
+    w.abort("gone")
+    with pytest.raises(bodypipe.BodyAborted) as ei:
+        b.readlines()
+    assert ei.value.partial == b"half line\nc\n"
+    assert ei.value.reason == "gone"
+
+    # Ring mode, a line longer than max_buffered: its part taken so far follows the lines.
+    w, b = bodypipe.pipe(max_buffered=8, segment_size=8)
+    w.write(b"x\n")
+    w.write(b"0123456789")
+    b.settimeout(0.1)
+    with pytest.raises(TimeoutError) as ei:
+        b.readlines()
+    assert ei.value.partial == b"x\n0123456789"
     w.close()
 
 

@@ -309,6 +309,13 @@ def test_areadexactly_bad_sizes(run):
             b.areadexactly(-1)
         with pytest.raises(TypeError):
             b.areadexactly(None)
+        # Too large for a size: OverflowError, as read(2**70) (not TypeError: it is an integer).
+        with pytest.raises(OverflowError):
+            b.areadexactly(2**70)
+        with pytest.raises(OverflowError):
+            b.areadexactly(-(2**70))
+        with pytest.raises(OverflowError):
+            b.read(2**70)
 
     run(main)
 
@@ -363,8 +370,10 @@ def test_body_aborted(run):
         with pytest.raises(bodypipe.BodyAborted) as ei:
             await b.aread(100)
         assert ei.value.reason == "client went away"
-        with pytest.raises(bodypipe.BodyAborted):
+        assert ei.value.partial == b""  # consumed nothing, and says so
+        with pytest.raises(bodypipe.BodyAborted) as ei:
             await b.areadline()
+        assert ei.value.partial == b""
 
         w, b = bodypipe.pipe()
         feed(w, [b"abc"], delay=0.01, abort="gone")

@@ -10,6 +10,8 @@ import threading
 import time
 import zipfile
 
+import pytest
+
 import bodypipe
 from conftest import feed
 
@@ -116,6 +118,25 @@ def test_zipfile_on_closed_buffer():
     # from_bytes gives the same
     with zipfile.ZipFile(bodypipe.PyBuffer.from_bytes(blob)) as zf:
         assert zf.testzip() is None
+
+    # The reader hanging up keeps what was written readable (and seekable), so a complete body
+    # still opens after b.close(). Before the writer's EOF, though, close() does not make the
+    # body complete: the end is unknown, and zipfile's first seek (from the end) says so.
+    for writer_eof in (True, False):
+        w, b = bodypipe.pipe()
+        for c in chunked(blob, rng, 4000):
+            w.write(c)
+        if writer_eof:
+            w.close()
+        b.close()
+        assert b.closed
+        if writer_eof:
+            with zipfile.ZipFile(b) as zf:
+                assert {name: zf.read(name) for name in zf.namelist()} == files
+        else:
+            with pytest.raises(ValueError, match="before the body is complete"):
+                zipfile.ZipFile(b)
+            assert b.read() == blob  # nothing was lost: the written bytes are still there
 
 
 def multipart_body(boundary, fields, files):

@@ -8,6 +8,7 @@ buffer must be close()d first (as all its other tests do) or it waits, honouring
 
 import asyncio
 import gc
+import sys
 import threading
 import time
 
@@ -19,9 +20,20 @@ from bodypipe import PyBuffer
 
 def test_create_buffer():
     w, b = bodypipe.pipe()
+    assert isinstance(w, bodypipe.Writer) and isinstance(b, PyBuffer)
+    assert b.content_length is None and b.readable_amount() == 0
+    assert not b.at_eof() and not b.closed and not w.closed
     w.close()
+    assert w.closed and not b.closed  # the writer's EOF is not the reader's close()
+    assert b.at_eof() and b.read() == b""
+
     w, b = bodypipe.pipe(1024)
-    w.close()
+    assert b.content_length == 1024 and b.readable_amount() == 0 and not b.at_eof()
+    w.write(b"x" * 1024)  # reaching the declared length is EOF
+    assert b.readable_amount() == 1024 and not b.at_eof()
+    assert b.read() == b"x" * 1024 and b.at_eof()
+    w.close()  # idempotent after the implicit EOF
+    assert b.read() == b""
 
 
 def test_write_read():
@@ -135,10 +147,20 @@ def test_pass_to_python():
 
 
 def test_gc_refcount():
+    writers = []
     for _ in range(100):
         buf = PyBuffer._test_create(b"x" * 1000)
         buf.close()
+        assert buf.read() == b"x" * 1000  # close() keeps what was written readable
+        assert sys.getrefcount(buf) <= 2  # the name and the argument: no hidden references
+        w, b = bodypipe.pipe()
+        w.write(b"y" * 1000)
+        writers.append(w)
+        del b  # the last reference: the reader is freed, which hangs up its side
     gc.collect()
+    for w in writers:
+        with pytest.raises(BrokenPipeError):  # so every reader was really freed
+            w.write(b"z")
 
     buf = PyBuffer._test_create(b"test data")
     mv = memoryview(buf)

@@ -189,6 +189,31 @@ def test_many_reader_threads_share_one_cursor():
     assert sorted(lines) == [b"%015d\n" % k for k in range(n_records)]  # none lost or doubled
 
 
+def test_reader_threads_share_long_lines():
+    """Lines too long to copy with the GIL held are found, then read with it released: another
+    thread may take bytes in between, and still no line is torn, lost or doubled."""
+    w, b = bodypipe.pipe()
+    b.settimeout(30)
+    rng = random.Random(11)
+    lines = [b"%08d" % k + bytes([65 + k % 26]) * rng.randint(200_000, 600_000) + b"\n" for k in range(60)]
+    results = [[] for _ in range(4)]
+
+    def reader(i):
+        while line := b.readline():
+            results[i].append(line)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    data = b"".join(lines)
+    for i in range(0, len(data), 1 << 20):
+        w.write(data[i : i + (1 << 20)])
+    w.close()
+    for t in threads:
+        t.join(30)
+    assert sorted(line for r in results for line in r) == lines
+
+
 def test_many_reader_threads_read_n():
     data = bytes(range(256)) * 4096  # 1 MiB
     w, b = bodypipe.pipe()
@@ -306,3 +331,72 @@ def test_reader_wakes_blocked_ring_writer_promptly():
     elapsed = time.monotonic() - t0
     assert b"".join(got) == b"y" * trips
     assert elapsed < trips * 0.025, f"{trips} writes took {elapsed:.2f}s: wake-ups rely on timeouts"
+
+
+BIG = 64 * 1024 * 1024
+
+
+def _longest_gil_hold(make, call, attempts=5):
+    """Runs `call(make())` while another thread appends timestamps as fast as it gets the GIL;
+    returns (the call's result, the longest gap between ticks inside the call as a fraction of
+    its duration, the smallest over the attempts). A copy made with the GIL held is one gap as
+    long as the copy; scheduling noise on a loaded machine makes other gaps, hence the attempts."""
+    best = 1.0
+    out = None
+    for _attempt in range(attempts):
+        b = make()  # outside the timed window
+        stamps = []
+        stop = threading.Event()
+
+        def ticker():
+            now = time.perf_counter
+            while not stop.is_set():
+                stamps.append(now())
+                time.sleep(0)
+
+        t = threading.Thread(target=ticker)
+        t.start()
+        time.sleep(0.02)
+        t0 = time.perf_counter()
+        out = call(b)
+        t1 = time.perf_counter()
+        stop.set()
+        t.join()
+        del b
+        inside = [t0] + [s for s in stamps if t0 < s < t1] + [t1]
+        gap = max(y - x for x, y in zip(inside, inside[1:]))
+        best = min(best, gap / (t1 - t0))
+        if best < 0.2:
+            break
+    return out, best
+
+
+def _ring_body(data):
+    """A ring-mode body of unknown length, complete before the read starts, so the read gathers
+    it all in one go and a GIL-held copy of it shows as one long gap."""
+    w, b = bodypipe.pipe(max_buffered=len(data) + 1)
+    w.write(data)
+    w.close()
+    return b
+
+
+@pytest.mark.parametrize(
+    "how,make,call",
+    [
+        ("ring read()", _ring_body, lambda b: b.read()),
+        ("ring readall()", _ring_body, lambda b: b.readall()),
+        ("peek()", bodypipe.PyBuffer.from_bytes, lambda b: b.peek()),
+        ("long readline()", lambda d: bodypipe.PyBuffer.from_bytes(d + b"\n"), lambda b: b.readline()),
+    ],
+)
+def test_gathered_and_peeked_copies_release_gil(how, make, call):
+    """Ring-mode read() with no declared length (gathered as it comes), peek() and a line longer
+    than the GIL-held copy limit copy the whole 64 MiB body. With the GIL held for such a copy,
+    another thread is stopped for a third of the call or more (the rest is GIL-released copying
+    of about the same size); with every large copy GIL-released, its longest stop is a small
+    fraction of the call."""
+    data = b"\x02" * BIG
+    out, gap = _longest_gil_hold(lambda: make(data), call)
+    body = out.rstrip(b"\n")
+    assert len(body) == BIG and body.count(b"\x02") == BIG
+    assert gap < 0.2, f"{how}: another thread was held off for {gap:.0%} of the call"
