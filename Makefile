@@ -77,6 +77,8 @@ bench: setup bench-rust bench-micro bench-python bench-erlang
 
 bench-rust:
 	@mkdir -p bench-results
+	@# The wake-syscall counts read the syscalls:sys_enter_futex tracepoint, which needs tracefs.
+	@mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
 	$(CARGO) bench -p bodypipe --bench suite
 
 bench-micro:
