@@ -9,12 +9,12 @@
 -export([contexts/1, exec_eval/1, eval_locals/1, exceptions/1, bad_args/1,
          to_python/1, from_python/1, big_integers/1, opaque_refs/1, call_forms/1,
          builtin_modules/1, c_extensions/1, pinned_libpython/1,
-         buffer_is_pybuffer/1, many_blocked_readers/1]).
+         buffer_is_pybuffer/1, many_blocked_readers/1, pool_threads_keep_their_state/1]).
 
 all() ->
     [contexts, exec_eval, eval_locals, exceptions, bad_args, to_python, from_python,
      big_integers, opaque_refs, call_forms, builtin_modules, c_extensions,
-     pinned_libpython, buffer_is_pybuffer, many_blocked_readers].
+     pinned_libpython, buffer_is_pybuffer, many_blocked_readers, pool_threads_keep_their_state].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(bodypipe),
@@ -40,6 +40,32 @@ exec_eval(_Config) ->
     {ok, 42} = py:eval(C, <<"f(6, 7)">>),
     {ok, <<"é"/utf8>>} = py:eval(C, <<"'é'"/utf8>>),
     {ok, [0, 1, 4]} = py:eval(C, <<"[i*i for i in range(3)]">>),
+    ok.
+
+%% Each pool thread keeps one Python thread state for its life (rather than creating and
+%% deleting one per call, which costs an mmap/munmap pair and a TLB shootdown each time), so a
+%% `threading.local' set by one call is still there for the next call on the same thread.
+pool_threads_keep_their_state(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    ok = py:exec(C, <<"import threading\n"
+                      "L = threading.local()\n"
+                      "def probe():\n"
+                      "    seen = getattr(L, 'ident', None)\n"
+                      "    L.ident = threading.get_ident()\n"
+                      "    return (L.ident, seen)\n">>),
+    Results = [begin {ok, R} = py:eval(C, <<"probe()">>), R end || _ <- lists:seq(1, 400)],
+    %% 400 calls on at most a few hundred threads: some thread ran more than one.
+    Idents = [I || {I, _} <- Results],
+    true = length(lists:usort(Idents)) < length(Idents),
+    %% Every call on a thread that had run one before saw what that call stored.
+    {_, []} = lists:foldl(
+                fun({I, Seen}, {Before, Bad}) ->
+                        case {maps:is_key(I, Before), Seen} of
+                            {true, I} -> {Before, Bad};
+                            {true, _} -> {Before, [{I, Seen} | Bad]};
+                            {false, _} -> {Before#{I => true}, Bad}
+                        end
+                end, {#{}, []}, Results),
     ok.
 
 eval_locals(_Config) ->
