@@ -245,6 +245,31 @@ def test_many_reader_threads_read_n():
     assert counts == [4096] * 256
 
 
+def _ticks_during(call):
+    """Runs `call()` while another thread appends timestamps as fast as it gets the GIL; returns
+    (the call's result, the timestamps, the call's start and end)."""
+    stamps = []
+    stop = threading.Event()
+
+    def ticker():
+        now = time.perf_counter
+        while not stop.is_set():
+            stamps.append(now())
+            time.sleep(0)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    time.sleep(0.02)
+    t0 = time.perf_counter()
+    try:
+        out = call()
+    finally:
+        t1 = time.perf_counter()
+        stop.set()
+        t.join()
+    return out, stamps, t0, t1
+
+
 @pytest.mark.parametrize("how", ["read_all", "read_n", "readinto"])
 def test_large_copy_releases_gil(how):
     """Another thread runs Python code *during* one large read call: a call that held the GIL
@@ -256,31 +281,18 @@ def test_large_copy_releases_gil(how):
     windows = []
     for _attempt in range(5):
         b = bodypipe.PyBuffer.from_bytes(data)
-        stamps = []
-        stop = threading.Event()
-
-        def ticker():
-            now = time.perf_counter
-            while not stop.is_set():
-                stamps.append(now())
-                time.sleep(0)
-
-        t = threading.Thread(target=ticker)
-        t.start()
-        time.sleep(0.02)
         target = bytearray(size) if how == "readinto" else None
-        t0 = time.perf_counter()
-        if how == "read_all":
-            out = b.read()
-        elif how == "read_n":
-            out = b.read(size)
-        else:
-            n = b.readinto(target)
-        t1 = time.perf_counter()
+
+        def call():
+            if how == "read_all":
+                return b.read()
+            if how == "read_n":
+                return b.read(size)
+            return b.readinto(target)
+
+        out, stamps, t0, t1 = _ticks_during(call)
         if how == "readinto":
-            out = target[:n]
-        stop.set()
-        t.join()
+            out = target[:out]  # outside the timed window
         assert len(out) == size
         del out, target
         lo, hi = t0 + (t1 - t0) * 0.1, t1 - (t1 - t0) * 0.1
@@ -345,23 +357,7 @@ def _longest_gil_hold(make, call, attempts=5):
     out = None
     for _attempt in range(attempts):
         b = make()  # outside the timed window
-        stamps = []
-        stop = threading.Event()
-
-        def ticker():
-            now = time.perf_counter
-            while not stop.is_set():
-                stamps.append(now())
-                time.sleep(0)
-
-        t = threading.Thread(target=ticker)
-        t.start()
-        time.sleep(0.02)
-        t0 = time.perf_counter()
-        out = call(b)
-        t1 = time.perf_counter()
-        stop.set()
-        t.join()
+        out, stamps, t0, t1 = _ticks_during(lambda: call(b))
         del b
         inside = [t0] + [s for s in stamps if t0 < s < t1] + [t1]
         gap = max(y - x for x, y in zip(inside, inside[1:]))
