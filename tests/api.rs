@@ -2012,6 +2012,27 @@ fn write_vectored_is_one_atomic_append() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
+fn ring_fill_buf_slice_survives_consume_and_reuse_through_another_handle() {
+    // `&Reader` is `Copy`: a slice borrowed from one handle may outlive a `consume` and further
+    // reads through another. In ring mode the writer reuses consumed segments, so the lent
+    // segment must be kept out of reuse, or the slice would change under its holder.
+    let (mut w, r) = Builder::new().max_buffered(8).segment_size(8).build().unwrap();
+    w.write(b"abcdefgh").unwrap();
+    let mut a = &r;
+    let mut b = &r;
+    let lent = a.fill_buf().unwrap();
+    assert_eq!(lent, b"abcdefgh");
+    b.consume(8);
+    for round in 0..50u8 {
+        w.write(&[round; 8]).unwrap();
+        let mut buf = [0u8; 8];
+        b.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, [round; 8]);
+    }
+    assert_eq!(lent, b"abcdefgh", "a lent segment was recycled while borrowed");
+}
+
+#[test]
 fn read_to_end_and_fill_buf_consume() {
     let data = pattern(100_000, 10);
     for ring in [false, true] {
