@@ -280,6 +280,9 @@ fn designs() -> Vec<Design> {
     vec![
         ("bodypipe_ring", |p, t, c| stream_bodypipe(p, t, c, Builder::new().max_buffered(RING_MAX))),
         ("bodypipe_unbounded", |p, t, c| stream_bodypipe(p, t, c, Builder::new())),
+        // The same without faulting segments in ahead of the writer (`Builder::prefault`): what
+        // the MADV_POPULATE_WRITE windows buy in fresh memory.
+        ("bodypipe_unbounded_no_prefault", |p, t, c| stream_bodypipe(p, t, c, Builder::new().prefault(false))),
         ("reference", stream_reference),
         ("mpsc", |p, t, c| stream_chan(p, t, c, std::sync::mpsc::channel(), |s, v| s.send(v).unwrap())),
         ("crossbeam", |p, t, c| stream_chan(p, t, c, crossbeam_channel::unbounded(), |s, v| s.send(v).unwrap())),

@@ -94,6 +94,7 @@ pub struct Builder {
     max_buffered: Option<usize>,
     max_size: Option<u64>,
     segment_size: Option<usize>,
+    no_prefault: bool,
 }
 
 impl Builder {
@@ -132,6 +133,21 @@ impl Builder {
         self
     }
 
+    /// Tuning and benchmarks: whether large segments are faulted in ahead of the writer
+    /// (default: yes, outside ring mode). Off, every page is faulted in by the copy that first
+    /// touches it, as in a plain `Vec`.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::Builder::new().prefault(false).build()?;
+    /// w.write(&[7; 1 << 20])?;
+    /// assert_eq!(r.available(), 1 << 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn prefault(mut self, on: bool) -> Self {
+        self.no_prefault = !on;
+        self
+    }
+
     fn config(&self) -> Config {
         let max_size = self.max_size.unwrap_or(DEFAULT_MAX_SIZE);
         let max_buffered = self.max_buffered.map(|m| m as u64);
@@ -144,7 +160,9 @@ impl Builder {
             (None, None, Some(_)) => (FIRST_SEGMENT, Sizing::Whole),
             (None, None, None) => (FIRST_SEGMENT, Sizing::Geometric { max: MAX_SEGMENT }),
         };
-        Config { content_length: self.content_length, max_buffered, max_size, first_segment, sizing }
+        // Ring segments are reused, so only their first pass could fault: not worth a syscall.
+        let prefault = !self.no_prefault && self.max_buffered.is_none();
+        Config { content_length: self.content_length, max_buffered, max_size, first_segment, sizing, prefault }
     }
 
     /// Creates the pipe, or refuses a configuration that can never work.

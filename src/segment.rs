@@ -11,9 +11,11 @@ use std::ptr::NonNull;
 /// Segments at least this large are faulted in ahead of the writer, [`PREFAULT_WINDOW`] bytes
 /// at a time, with one `MADV_POPULATE_WRITE` call instead of one page fault per 4 KiB page.
 ///
-/// Measured here (1 GiB unbounded body streamed to a reader thread, 64 KiB writes, medians of 7
-/// interleaved runs): 3.50 GB/s with prefaulting, 2.16 without, against 2.83 for one thread
-/// copying the same bytes into one fresh allocation.
+/// Measured by the bench suite's `bodypipe_unbounded` and `bodypipe_unbounded_no_prefault` rows
+/// (`Builder::prefault`; 1 GiB streamed to a reader thread, medians of 7): 3.41 GB/s with
+/// prefaulting and 2.52 without at 64 KiB writes, against 2.63 for one thread copying the same
+/// bytes into one fresh allocation. At 16 KiB writes the two are within the run-to-run noise of
+/// fresh memory on these VMs (0.7 to 3.5 GB/s).
 /// Ring-mode segments (at most 1 MiB, and reused) stay below the threshold.
 ///
 /// Transparent huge pages (`MADV_HUGEPAGE`) were measured too and are not used: with the

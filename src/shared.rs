@@ -29,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) max_size: u64,
     pub(crate) first_segment: usize,
     pub(crate) sizing: Sizing,
+    /// Fault large segments in ahead of the writer (`Segment::prefault`).
+    pub(crate) prefault: bool,
 }
 
 /// How the writer sizes new segments.

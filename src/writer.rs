@@ -45,7 +45,8 @@ pub struct Writer {
     /// The `rewinds` count `read_cache` was loaded under.
     rewinds_seen: u64,
     /// Offset in `tail` up to which its pages have been faulted in ahead of the copies
-    /// (`Segment::prefault`); unbounded mode only, where every page is fresh.
+    /// (`Segment::prefault`); only when `config.prefault` (unbounded mode), where every page is
+    /// fresh.
     prefaulted: usize,
     finished: bool,
 }
@@ -149,7 +150,7 @@ impl Writer {
             let tail = self.tail.as_ref().ok_or(WriteError::OutOfMemory)?;
             let mut off = (self.pos - tail.start()) as usize;
             let end = off + n as usize;
-            if end > self.prefaulted && self.shared.config.max_buffered.is_none() {
+            if end > self.prefaulted && self.shared.config.prefault {
                 self.prefaulted = tail.prefault(self.prefaulted, end);
             }
             for p in parts {
@@ -179,8 +180,8 @@ impl Writer {
             start = seg.end();
             fresh.push(seg);
         }
-        if self.shared.config.max_buffered.is_none() {
-            // Fault in what this write covers before copying (ring segments are reused instead).
+        if self.shared.config.prefault {
+            // Fault in what this write covers before copying.
             if let Some(t) = &self.tail {
                 t.prefault(self.prefaulted, t.cap());
             }
