@@ -15,8 +15,8 @@ use std::ptr::NonNull;
 /// (`Builder::prefault`; 1 GiB streamed to a reader thread, medians of 7): 3.41 GB/s with
 /// prefaulting and 2.52 without at 64 KiB writes, against 2.63 for one thread copying the same
 /// bytes into one fresh allocation. At 16 KiB writes the two are within the run-to-run noise of
-/// fresh memory on these VMs (0.7 to 3.5 GB/s).
-/// Ring-mode segments (at most 1 MiB, and reused) stay below the threshold.
+/// fresh memory on these VMs (0.7 to 3.5 GB/s). Ring mode never prefaults (`Config::prefault`):
+/// its segments are reused, so only their first pass could fault.
 ///
 /// Transparent huge pages (`MADV_HUGEPAGE`) were measured too and are not used: with the
 /// kernel's default `defrag=madvise`, a fault on an advised region compacts memory synchronously,
@@ -237,13 +237,18 @@ fn populate_write(ptr: *const u8, len: usize) {
     // Set once the kernel says it has no MADV_POPULATE_WRITE, so that one failure costs one
     // syscall per process, not one per window. A hint shared by all pipes: Relaxed is enough.
     static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
-    const PAGE: usize = 4096;
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     if UNSUPPORTED.load(Ordering::Relaxed) {
         return;
     }
+    // The real page size (4 KiB on x86-64, up to 64 KiB on arm64): a start rounded to a smaller
+    // one would be refused (EINVAL) and switch prefaulting off for good.
+    // SAFETY: sysconf only reads a system constant.
+    let page =
+        *PAGE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1));
     // Whole pages inside the range only: rounding outwards could reach unmapped addresses.
-    let start = (ptr as usize).div_ceil(PAGE) * PAGE;
-    let end = (ptr as usize + len) / PAGE * PAGE;
+    let start = (ptr as usize).div_ceil(page) * page;
+    let end = (ptr as usize + len) / page * page;
     if end <= start {
         return;
     }

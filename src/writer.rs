@@ -45,8 +45,8 @@ pub struct Writer {
     /// The `rewinds` count `read_cache` was loaded under.
     rewinds_seen: u64,
     /// Offset in `tail` up to which its pages have been faulted in ahead of the copies
-    /// (`Segment::prefault`); only when `config.prefault` (unbounded mode), where every page is
-    /// fresh.
+    /// (`Segment::prefault`). `usize::MAX` when `config.prefault` is off (ring mode, or
+    /// `Builder::prefault(false)`), so the per-write check is one comparison that never fires.
     prefaulted: usize,
     finished: bool,
 }
@@ -60,6 +60,7 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let next_size = shared.config.first_segment;
+        let prefaulted = if shared.config.prefault { 0 } else { usize::MAX };
         Self {
             shared,
             tail: None,
@@ -68,7 +69,7 @@ impl Writer {
             spare: Vec::new(),
             read_cache: 0,
             rewinds_seen: 0,
-            prefaulted: 0,
+            prefaulted,
             finished: false,
         }
     }
@@ -150,7 +151,7 @@ impl Writer {
             let tail = self.tail.as_ref().ok_or(WriteError::OutOfMemory)?;
             let mut off = (self.pos - tail.start()) as usize;
             let end = off + n as usize;
-            if end > self.prefaulted && self.shared.config.prefault {
+            if end > self.prefaulted {
                 self.prefaulted = tail.prefault(self.prefaulted, end);
             }
             for p in parts {
