@@ -19,7 +19,7 @@ from typing import SupportsIndex, final
 
 from typing_extensions import Buffer
 
-__all__ = ["pipe", "_bench_feed", "PyBuffer", "Writer", "_Notifier", "BodyAborted", "__version__"]
+__all__ = ["pipe", "PyBuffer", "Writer", "_Notifier", "BodyAborted", "__version__"]
 
 __version__: str
 
@@ -228,11 +228,6 @@ class PyBuffer:
     # Declared for type checkers (memoryview(buf), bytes(buf)): the runtime exposes the buffer
     # protocol through the C slot, which Python 3.11 does not surface as a `__buffer__` method.
     def __buffer__(self, flags: int, /) -> memoryview: ...
-
-def _bench_feed(writer: Writer, total: int, chunk: int) -> None:
-    """Benchmark-only: feeds ``total`` bytes in ``chunk``-byte writes into ``writer`` from a Rust
-    thread that never holds the GIL, then closes the body; returns at once. The bytes are
-    ``(i * 31 + 7) & 0xff`` for ``i`` in ``range(chunk)``, repeated."""
 
 @final
 class _Notifier:
