@@ -49,4 +49,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r python/requirements-dev.txt
+# pyright fetches its own JavaScript package (npm registry) on first use: do it here, not mid-test.
+.venv/bin/pyright --version >/dev/null
 echo "setup: done"

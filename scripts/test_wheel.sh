@@ -53,4 +53,12 @@ root=$(pwd)
 cd "$tmp"
 "$tmp/venv/bin/python" -c 'import bodypipe, sys; assert bodypipe.__file__.startswith(sys.prefix), bodypipe.__file__; assert not hasattr(bodypipe, "_bench_feed"), "benchmark helper shipped"'
 "$tmp/venv/bin/python" -m mypy.stubtest bodypipe --allowlist "$root/python/stubtest-allowlist.txt"
+# The shipped stub makes a PyBuffer a binary file to type checkers: a typed user program that
+# passes it as IO[bytes], BinaryIO, io.RawIOBase, to BufferedReader/TextIOWrapper/json/shutil and
+# as a wsgiref.types environ's input checks clean under both (pyright from the project venv,
+# resolving imports in the fresh one).
+cp "$root/python/typing_check/user_program.py" "$tmp/user_program.py"
+"$tmp/venv/bin/python" -m mypy --strict --no-incremental "$tmp/user_program.py"
+echo '{"typeCheckingMode": "strict", "include": ["user_program.py"]}' >"$tmp/pyrightconfig.json"
+"$root/.venv/bin/pyright" -p "$tmp/pyrightconfig.json" --pythonpath "$tmp/venv/bin/python"
 "$tmp/venv/bin/python" -m pytest "$root/python/tests" -q -p no:cacheprovider
