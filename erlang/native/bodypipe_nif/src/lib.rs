@@ -1,8 +1,10 @@
 //! Erlang NIF of bodypipe (module `bodypipe_nif`).
 //!
-//! Two halves:
+//! Three parts:
 //! - [`buffer`]: `py_buffer`, the write side of a bodypipe as an Erlang resource; the write path
 //!   never takes the GIL;
+//! - [`http`]: `bodypipe_http_parser`, strict request-head parsing and a chunked decoder that
+//!   writes into a `py_buffer`;
 //! - [`python`]: an embedded CPython (pyo3) so Erlang code can run Python and hand it buffers,
 //!   with calls on threads of our own.
 //!
@@ -13,6 +15,7 @@
 
 mod atoms;
 pub mod buffer;
+pub mod http;
 mod iodata;
 mod notify;
 mod owners;

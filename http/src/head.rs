@@ -1,0 +1,203 @@
+//! Request heads: httparse for the syntax, then the limits and the framing decisions.
+//!
+//! httparse (1.10) is strict on the grammar of the request line and of field lines (tokens,
+//! no control characters but HTAB in values, no obs-fold, single spaces in the request line)
+//! but lenient on three things this module adds: it takes a bare LF as a line ending, it has no
+//! size limits, and it does not look at what the fields mean.
+
+use crate::error::HeadError;
+use crate::framing;
+use crate::limits::HeadLimits;
+use crate::target;
+
+/// One header field, as received (value without surrounding whitespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// The name, a token, in its original case.
+    pub name: &'a str,
+    /// The value: visible ASCII, SP, HTAB and obs-text bytes.
+    pub value: &'a [u8],
+}
+
+/// How the body of a request is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// The chunked transfer coding: decode it with [`ChunkedDecoder`](crate::ChunkedDecoder).
+    Chunked,
+}
+
+/// A parsed, accepted request head. Borrows the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head<'a> {
+    /// The method, a token (case-sensitive).
+    pub method: &'a str,
+    /// The request target, checked against the method's allowed forms.
+    pub target: &'a str,
+    /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// The header fields in order.
+    pub fields: Vec<Field<'a>>,
+    /// The body framing.
+    pub body: Body,
+    /// Whether the connection may carry another request after this one (the version's default
+    /// and `Connection: close` / `keep-alive`).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` in an HTTP/1.1 request.
+    pub expect_continue: bool,
+    /// Bytes of the input the head takes, its final empty line included: the body (or the next
+    /// request) starts there.
+    pub len: usize,
+}
+
+/// The outcome of [`parse_head`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// A complete, accepted head.
+    Complete(Head<'a>),
+    /// The head is not complete yet and no limit is exceeded so far.
+    Partial,
+}
+
+/// Parses the request head at the start of `buf`.
+///
+/// The cost is linear in `buf.len()`. A caller that accumulates a head as it arrives need only
+/// call again when the new bytes contain a LF (a head can only be completed, or refused on a
+/// line, by one), or when the buffer grows past `max_request_line` or `max_head_size`.
+///
+/// ```
+/// use bodypipe_http::{parse_head, Body, HeadLimits, Parsed};
+///
+/// let limits = HeadLimits::default();
+/// let buf = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+/// let Parsed::Complete(head) = parse_head(buf, &limits)? else { panic!("complete") };
+/// assert_eq!((head.method, head.target, head.body, head.keep_alive), ("POST", "/up", Body::Length(5), true));
+/// assert_eq!(&buf[head.len..], b"hello");
+/// assert_eq!(parse_head(b"POST /up HTTP/1.1\r\nHo", &limits)?, Parsed::Partial);
+/// # Ok::<(), bodypipe_http::HeadError>(())
+/// ```
+pub fn parse_head<'a>(buf: &'a [u8], limits: &HeadLimits) -> Result<Parsed<'a>, HeadError> {
+    // Each field line takes at least 4 bytes ("a:\r\n"), so more slots than that could never be
+    // filled within max_head_size.
+    let slots = limits.max_headers.min(limits.max_head_size / 4 + 1);
+    let mut table = Vec::new();
+    table.try_reserve_exact(slots.saturating_add(1)).map_err(|_| HeadError::OutOfMemory)?;
+    // One slot more than allowed: httparse says TooManyHeaders only when it runs out of slots,
+    // so the extra one lets `max_headers` fields through and refuses the next.
+    table.resize(slots + 1, httparse::EMPTY_HEADER);
+    let mut req = httparse::Request::new(&mut table);
+    let status = req.parse(buf);
+    let (method, target, minor) = (req.method, req.path, req.version);
+    let count = req.headers.len();
+    let len = match status {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return partial(buf, limits),
+        Err(httparse::Error::Version) => return version_error(buf, limits),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(httparse::Error::HeaderName) if has_obs_fold(buf) => return Err(HeadError::ObsFold),
+        Err(httparse::Error::HeaderName) => return Err(HeadError::BadHeaderName),
+        Err(httparse::Error::HeaderValue) => return Err(HeadError::BadHeaderValue),
+        Err(httparse::Error::NewLine) => return Err(HeadError::BadLineEnding),
+        Err(_) => return Err(HeadError::BadRequestLine),
+    };
+    if count > limits.max_headers {
+        return Err(HeadError::TooManyHeaders);
+    }
+    scan_lines(&buf[..len], limits)?;
+    if len > limits.max_head_size {
+        return Err(HeadError::HeadTooLarge);
+    }
+    let (Some(method), Some(target), Some(minor)) = (method, target, minor) else {
+        return Err(HeadError::BadRequestLine);
+    };
+    target::check(method, target)?;
+    table.truncate(count);
+    let fields: Vec<Field<'a>> = table.into_iter().map(|h| Field { name: h.name, value: h.value }).collect();
+    let framing = framing::decide(minor, &fields)?;
+    Ok(Parsed::Complete(Head {
+        method,
+        target,
+        minor_version: minor,
+        fields,
+        body: framing.body,
+        keep_alive: framing.keep_alive,
+        expect_continue: framing.expect_continue,
+        len,
+    }))
+}
+
+/// httparse needs more bytes: refuse anyway if a limit is already exceeded.
+fn partial<'a>(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<'a>, HeadError> {
+    scan_lines(buf, limits)?;
+    if buf.len() > limits.max_head_size {
+        return Err(HeadError::HeadTooLarge);
+    }
+    Ok(Parsed::Partial)
+}
+
+/// Checks every line of `head` (complete or not): each ends in CRLF, the request line and the
+/// field lines are within their limits.
+fn scan_lines(head: &[u8], limits: &HeadLimits) -> Result<(), HeadError> {
+    let mut at = 0;
+    let mut request_line_seen = false;
+    while at < head.len() {
+        let (content, complete) = match memchr::memchr(b'\n', &head[at..]) {
+            Some(i) => {
+                let end = at + i;
+                if end == 0 || head[end - 1] != b'\r' {
+                    return Err(HeadError::BadLineEnding);
+                }
+                let content = &head[at..end - 1];
+                at = end + 1;
+                (content, true)
+            }
+            None => {
+                // The line so far; a CR at its end is the start of its CRLF.
+                let rest = &head[at..];
+                at = head.len();
+                (rest.strip_suffix(b"\r").unwrap_or(rest), false)
+            }
+        };
+        if !request_line_seen {
+            if content.is_empty() && complete {
+                // An empty line before the request line (RFC 9112 §2.2).
+                continue;
+            }
+            request_line_seen = true;
+            if content.len() > limits.max_request_line {
+                return Err(HeadError::RequestLineTooLong);
+            }
+        } else if content.len() > limits.max_header_line {
+            return Err(HeadError::HeaderLineTooLong);
+        }
+    }
+    Ok(())
+}
+
+/// httparse refuses any version but 1.0 and 1.1, even before it has all of it: tell a
+/// well-formed other version (505) from a malformed one (400), waiting for the rest of the
+/// version if what came so far can still become `HTTP/d.d`.
+fn version_error<'a>(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<'a>, HeadError> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    let line = &buf[start..];
+    let end = line.iter().position(|&b| b == b'\r' || b == b'\n');
+    let version = line[..end.unwrap_or(line.len())].splitn(3, |&b| b == b' ').nth(2).unwrap_or_default();
+    const SHAPE: &[u8] = b"HTTP/d.d";
+    let fits = |n: usize| {
+        version.len() <= n
+            && version.iter().zip(SHAPE).all(|(&b, &s)| if s == b'd' { b.is_ascii_digit() } else { b == s })
+    };
+    match end {
+        Some(_) if version.len() == SHAPE.len() && fits(SHAPE.len()) => Err(HeadError::UnsupportedVersion),
+        None if fits(SHAPE.len()) => partial(buf, limits),
+        _ => Err(HeadError::BadVersion),
+    }
+}
+
+/// Whether a field line starts with whitespace (obs-fold, RFC 9112 §5.2).
+fn has_obs_fold(buf: &[u8]) -> bool {
+    buf.windows(2).any(|w| w[0] == b'\n' && (w[1] == b' ' || w[1] == b'\t'))
+}
