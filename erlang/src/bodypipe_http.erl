@@ -102,7 +102,8 @@ start(Opts) ->
             case supervisor:start_child(bodypipe_sup, Spec) of
                 {ok, Pid} -> {ok, Pid};
                 {error, {already_started, _}} = E -> E;
-                {error, {Reason, _Child}} -> {error, Reason};
+                %% The start function's own error, with the child's description.
+                {error, {Reason, Child}} when element(1, Child) =:= child -> {error, Reason};
                 {error, _} = E -> E
             end;
         {error, _} = E ->

@@ -38,7 +38,7 @@
 -module(bodypipe_http_conn).
 
 -export([start_link/1]).
--export([init/1]).
+-export([init/1, head_read/1]).
 
 -record(c, {sock :: gen_tcp:socket(),
             cfg :: bodypipe_http:config(),
@@ -62,9 +62,14 @@
             sock = open :: open | draining | closed,
             drain_deadline = infinity :: integer() | infinity,
             drain_left = 0 :: integer(),
-            close = false :: boolean()}).
+            close = false :: boolean(),
+            big_reads = false :: boolean()}).      % socket reads of chunk_size
 
 -define(SLOT, bodypipe_http_body_reader).
+%% Socket reads while a head is awaited (the listening socket's `buffer'): the
+%% driver keeps a buffer of that size per connection, idle ones included.
+%% Bodies are read `chunk_size' at a time.
+-define(HEAD_READ, 8192).
 -define(BODY_READERS, 2).
 %% After an early response or an error: how long and how much of what the
 %% client still sends is read and dropped before the socket closes.
@@ -94,7 +99,7 @@ init(#{counters := Counters} = Cfg) ->
 
 connection(Sock, #{header_timeout := HeaderTimeout} = Cfg) ->
     C = #c{sock = Sock, cfg = Cfg, info = conn_info(Sock)},
-    head(C, <<>>, false, fresh, deadline(HeaderTimeout)).
+    head(C, <<>>, unchecked, fresh, deadline(HeaderTimeout)).
 
 conn_info(Sock) ->
     Local = case inet:sockname(Sock) of
@@ -119,50 +124,82 @@ next_request(#c{sock = Sock, cfg = #{header_timeout := HT, keepalive_timeout := 
         <<>> ->
             case gen_tcp:recv(Sock, 0, 0) of
                 {ok, Data} ->
-                    received(C, <<>>, false, Data, deadline(HT));
+                    received(C, <<>>, unchecked, Data, deadline(HT));
                 {error, timeout} ->
                     %% Idle: keep no garbage of the last request (socket reads
                     %% are binaries of up to chunk_size) while waiting.
                     garbage_collect(),
-                    head(C, <<>>, false, idle, deadline(KT));
+                    head(C, <<>>, unchecked, idle, deadline(KT));
                 {error, _} ->
                     close(C)
             end;
         _ ->
-            parse(C, Rest, binary:match(Rest, <<"\n">>) =/= nomatch, partial, deadline(HT))
+            received(C, <<>>, unchecked, Rest, deadline(HT))
     end.
 
 %% Phase: fresh (a new connection, nothing received yet), idle (kept
-%% connection, nothing received yet) or partial.
-head(#c{sock = Sock, cfg = #{header_timeout := HT}} = C, Acc, SeenNl, Phase, Deadline) ->
+%% connection, nothing received yet) or partial. Line: whether the request
+%% line has been checked yet (unchecked | checked).
+head(#c{sock = Sock, cfg = #{header_timeout := HT}} = C, Acc, Line, Phase, Deadline) ->
     case gen_tcp:recv(Sock, 0, timeout(Deadline)) of
         {ok, Data} when Phase =:= idle ->
-            received(C, Acc, SeenNl, Data, deadline(HT));
+            received(C, Acc, Line, Data, deadline(HT));
         {ok, Data} ->
-            received(C, Acc, SeenNl, Data, Deadline);
+            received(C, Acc, Line, Data, Deadline);
         {error, timeout} when Phase =:= partial ->
             reject(C, 408, header_timeout, undefined);
         {error, _} ->
             close(C)
     end.
 
+%% The head is parsed when it may be complete (an empty line arrived), when a
+%% limit is passed, and once early for the request line (so a bad one is
+%% answered at once). Not on every line: the accumulated binary is appended to
+%% in place, which handing it to a NIF would stop (every later append would
+%% copy it, and an endless head would then cost the VM several times its size
+%% in fragmented memory). A head sent one byte at a time is not parsed once per
+%% byte either.
 received(#c{cfg = #{max_request_line := MaxLine, max_head_size := MaxHead}} = C,
-         Acc0, SeenNl0, Data, Deadline) ->
+         Acc0, Line, Data, Deadline) ->
     Acc = <<Acc0/binary, Data/binary>>,
-    NewNl = binary:match(Data, <<"\n">>) =/= nomatch,
-    SeenNl = SeenNl0 orelse NewNl,
-    %% Parse only when the bytes may end a line, or a limit may be reached: a
-    %% head sent one byte at a time is not parsed once per byte.
-    case NewNl orelse byte_size(Acc) > MaxHead orelse (not SeenNl andalso byte_size(Acc) > MaxLine) of
-        true -> parse(C, Acc, SeenNl, partial, Deadline);
-        false -> head(C, Acc, SeenNl, partial, Deadline)
+    %% Where an empty line could end within the new bytes.
+    From = max(0, byte_size(Acc0) - 2),
+    MayEnd = binary:match(Acc, [<<"\n\r\n">>, <<"\n\n">>],
+                          [{scope, {From, byte_size(Acc) - From}}]) =/= nomatch,
+    NewLf = Line =:= unchecked andalso binary:match(Data, <<"\n">>) =/= nomatch,
+    if
+        MayEnd; byte_size(Acc) > MaxHead ->
+            parse(C, Acc, Line, Deadline);
+        NewLf ->
+            %% The request line is complete: check it on a copy (Acc stays
+            %% appendable); the head goes on unless it is refused.
+            case parse_copy(C, Acc) of
+                more -> head(C, Acc, request_line_seen(Acc), partial, Deadline);
+                Refused -> Refused
+            end;
+        Line =:= unchecked, byte_size(Acc) > MaxLine ->
+            parse(C, Acc, Line, Deadline);   % 414
+        true ->
+            head(C, Acc, Line, partial, Deadline)
     end.
 
-parse(#c{cfg = #{head_limits := Limits}} = C, Acc, SeenNl, Phase, Deadline) ->
+%% Leading empty lines (RFC 9112 §2.2) do not count as the request line.
+request_line_seen(<<C, Rest/binary>>) when C =:= $\r; C =:= $\n -> request_line_seen(Rest);
+request_line_seen(<<>>) -> unchecked;
+request_line_seen(_) -> checked.
+
+parse(#c{cfg = #{head_limits := Limits}} = C, Acc, Line, Deadline) ->
     case bodypipe_http_parser:parse_head(Acc, Limits) of
         {ok, Head, Rest} -> request(C, Head, Rest);
-        more -> head(C, Acc, SeenNl, Phase, Deadline);
+        more -> head(C, Acc, Line, partial, Deadline);
         {error, Status, Reason} -> reject(C, Status, Reason, undefined)
+    end.
+
+parse_copy(#c{cfg = #{head_limits := Limits}} = C, Acc) ->
+    case bodypipe_http_parser:parse_head(binary:copy(Acc), Limits) of
+        more -> more;
+        {error, Status, Reason} -> reject(C, Status, Reason, undefined);
+        {ok, _, _} -> more   % cannot be: no empty line yet; parsed again at the end
     end.
 
 %% ---------------------------------------------------------------------------
@@ -246,8 +283,15 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
     X0 = #x{c = C, method = Method, version = Version, keep_alive = KeepAlive, buf = Buf,
             body = BodyState, app = done, app_deadline = deadline(AppTimeout)},
     X1 = case BodyState of
-             done -> py_buffer:close(Buf), X0#x{rest = Rest};
-             _ -> X0
+             done ->
+                 py_buffer:close(Buf),
+                 X0#x{rest = Rest};
+             _ ->
+                 ChunkSize = maps:get(chunk_size, Cfg),
+                 case ChunkSize > head_read(Cfg) of
+                     true -> ok = setopts(Sock, [{buffer, ChunkSize}]), X0#x{big_reads = true};
+                     false -> X0
+                 end
          end,
     case bodypipe_wsgi:run_async(App, Environ) of
         {ok, Ref} ->
@@ -515,7 +559,11 @@ finish(#x{c = #c{cfg = Cfg}} = X) ->
 finish_connection(#x{sock = closed}) ->
     ok;
 finish_connection(#x{close = false, body = done, resp = over, sock = open, rest = Rest,
-                     c = C}) ->
+                     c = #c{sock = Sock, cfg = Cfg} = C, big_reads = Big}) ->
+    case Big of
+        true -> _ = setopts(Sock, [{buffer, head_read(Cfg)}]);
+        false -> ok
+    end,
     next_request(C, Rest);
 finish_connection(X) ->
     linger_close(X).
@@ -596,6 +644,10 @@ close(#c{sock = Sock}) ->
 
 setopts(Sock, Opts) ->
     inet:setopts(Sock, Opts).
+
+%% @private The socket reads of the head phase.
+head_read(#{chunk_size := ChunkSize}) ->
+    min(?HEAD_READ, ChunkSize).
 
 deadline(infinity) -> infinity;
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.

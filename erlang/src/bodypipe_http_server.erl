@@ -63,14 +63,15 @@ connection_closed(Counters) ->
 body_readers(Counters) ->
     atomics:get(Counters, ?BODY_READERS).
 
--spec init(bodypipe_http:config()) ->
-          {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}} | {stop, term()}.
+-spec init(bodypipe_http:config()) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init(#{ip := IP, port := Port, backlog := Backlog, reuseport := ReusePort,
-       chunk_size := ChunkSize, send_timeout := SendTimeout, acceptors := N} = Cfg) ->
+       send_timeout := SendTimeout, acceptors := N} = Cfg) ->
     Opts = [binary, {packet, raw}, {active, false}, {ip, IP}, {reuseaddr, true},
             {backlog, Backlog}, {nodelay, true},
-            %% The largest socket read (the kernel sizes its own buffers).
-            {buffer, ChunkSize},
+            %% Socket reads while a head is awaited; bodies are read
+            %% chunk_size at a time (bodypipe_http_conn). The kernel sizes
+            %% its own buffers.
+            {buffer, bodypipe_http_conn:head_read(Cfg)},
             %% A client that stops reading the response cannot hold the
             %% connection process forever.
             {send_timeout, SendTimeout}, {send_timeout_close, true},
@@ -86,7 +87,8 @@ init(#{ip := IP, port := Port, backlog := Backlog, reuseport := ReusePort,
                          || I <- lists:seq(1, N)],
             {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Acceptors}};
         {error, Reason} ->
-            {stop, {listen, Reason}}
+            %% start_link returns {error, {listen, Reason}}.
+            exit({listen, Reason})
     end.
 
 %% SO_REUSEPORT (OTP 25 has no portable option for it): SOL_SOCKET = 1,

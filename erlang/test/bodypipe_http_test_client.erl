@@ -6,7 +6,7 @@
 -module(bodypipe_http_test_client).
 
 -export([connect/1, connect/2, send/2, response/2, response/3, responses/3, closed/2,
-         exchange/2, exchange/3, header/2, recv_all/2]).
+         exchange/2, exchange/3, header/2, recv_all/2, wait_data/2]).
 
 -define(BUF(S), {?MODULE, buf, S}).
 
@@ -68,6 +68,7 @@ closed(S, Timeout) ->
             case gen_tcp:recv(S, 0, Timeout) of
                 {error, closed} -> true;
                 {error, econnreset} -> true;
+                {error, enotconn} -> true;   % the close was already seen by an earlier read
                 {error, timeout} -> timeout;
                 {ok, Data} -> {data, Data}
             end;
@@ -90,6 +91,15 @@ exchange(Port, Bytes, Quiet) ->
           end,
     gen_tcp:close(S),
     {Resps, End}.
+
+%% Waits up to Timeout for bytes from the server (kept for the next response/2):
+%% data | timeout | closed.
+wait_data(S, Timeout) ->
+    case fill(S, erlang:monotonic_time(millisecond) + Timeout) of
+        ok -> data;
+        {error, timeout} -> timeout;
+        {error, _} -> closed
+    end.
 
 header(Name, #{headers := Headers}) ->
     proplists:get_value(Name, Headers).
@@ -216,7 +226,7 @@ fill(S, Deadline) ->
         {ok, Data} ->
             put(?BUF(S), <<(get(?BUF(S)))/binary, Data/binary>>),
             ok;
-        {error, econnreset} ->
+        {error, E} when E =:= econnreset; E =:= enotconn ->
             {error, closed};
         {error, _} = E ->
             E

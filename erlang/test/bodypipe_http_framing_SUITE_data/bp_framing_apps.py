@@ -2,7 +2,7 @@
 so a test can assert both the status the client got and what reached the application.
 
 Paths (PATH_INFO under any mount):
-  /read            read the whole body with read(); answer its size
+  /read[/...]      read the whole body with read(); answer its size
   /read_slow?ms=N  read 1 byte, sleep N ms, read the rest
   /echo            stream the body back line by line as it arrives (chunked response)
   /ignore          answer without reading the body
@@ -87,7 +87,7 @@ class _CloseRaises:
 
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "")
-    if path == "/read":
+    if path == "/read" or path.startswith("/read/"):
         body, error = _read_all(environ)
         _record(environ, body, error)
         return _answer(start_response, f"read {len(body)}\n")
