@@ -92,7 +92,8 @@ collect(Port, Acc, Timeout) ->
 start_bodypipe(Name, Settings) ->
     Opts = lists:foldl(fun setting/2, #{max_request_line => 4094, max_header_line => 8188,
                                         max_headers => 100}, Settings),
-    bodypipe_http:start(Opts#{name => Name, port => 0,
+    Data = filename:join(filename:dirname(code:which(?MODULE)), "bodypipe_http_corpus_SUITE_data"),
+    bodypipe_http:start(Opts#{name => Name, port => 0, python_path => [Data],
                               apps => [{<<"">>, <<"corpus_app:application">>}]}).
 
 %% gunicorn settings with a bodypipe equivalent (gunicorn counts a field's CRLF).
@@ -108,7 +109,7 @@ mapped(Settings) ->
 
 bodypipe_valid(Config) ->
     Results = [{Name, check_valid(Case, replay_bodypipe(Case))}
-               || #{kind := valid, name := Name} = Case <- ?config(cases, Config)],
+               || #{kind := <<"valid">>, name := Name} = Case <- ?config(cases, Config)],
     store(bodypipe_valid, Results),
     Failed = [N || {N, R} <- Results, R =/= ok],
     Unexpected = [{N, R} || {N, R} <- Results, R =/= ok,
@@ -122,7 +123,7 @@ bodypipe_valid(Config) ->
 
 bodypipe_invalid(Config) ->
     Results = [{Name, check_invalid(Case, replay_bodypipe(Case))}
-               || #{kind := invalid, name := Name} = Case <- ?config(cases, Config)],
+               || #{kind := <<"invalid">>, name := Name} = Case <- ?config(cases, Config)],
     store(bodypipe_invalid, Results),
     Accepted = [N || {N, R} <- Results, R =/= ok],
     ct:pal("bodypipe, invalid cases: ~b of ~b refused within 1 s, the app never saw them; "
@@ -146,9 +147,9 @@ gunicorn_sockets(Config) ->
     try
         wait_port(Port, 100),
         Cases = ?config(cases, Config),
-        Valid = [{N, check_valid(C, replay(Port, C))} || #{kind := valid, name := N} = C <- Cases],
+        Valid = [{N, check_valid(C, replay(Port, C))} || #{kind := <<"valid">>, name := N} = C <- Cases],
         Invalid = [{N, check_invalid(C, replay(Port, C))}
-                   || #{kind := invalid, name := N} = C <- Cases],
+                   || #{kind := <<"invalid">>, name := N} = C <- Cases],
         store(gunicorn_valid, Valid),
         store(gunicorn_invalid, Invalid),
         ct:pal("gunicorn over sockets (defaults): valid served ~b of ~b, not: ~p~n"
@@ -167,8 +168,8 @@ gunicorn_sockets(Config) ->
 summary(Config) ->
     Cases = ?config(cases, Config),
     Get = fun(K) -> persistent_term:get({?MODULE, results, K}) end,
-    V = [C || #{kind := valid} = C <- Cases],
-    I = [C || #{kind := invalid} = C <- Cases],
+    V = [C || #{kind := <<"valid">>} = C <- Cases],
+    I = [C || #{kind := <<"invalid">>} = C <- Cases],
     Compat = [N || #{name := N} <- V, compat_only(N, Config)],
     GunParserValid = length([N || #{name := N, gunicorn_cfg := {_, none}} <- V]),
     GunParserInvalid = length([N || #{name := N, gunicorn_cfg := {_, E}} <- I, E =/= none]),
@@ -226,7 +227,7 @@ replay_bodypipe(#{settings := Settings} = Case) ->
 
 %% {Responses, Elapsed ms until the first refusal (an error status or the close)}.
 replay(Port, #{data := Data}) ->
-    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}], 5000),
+    S = bodypipe_http_test_client:connect(Port),
     T0 = erlang:monotonic_time(millisecond),
     _ = gen_tcp:send(S, Data),
     _ = gen_tcp:shutdown(S, write),
