@@ -100,7 +100,9 @@ pub fn parse_head<'a>(buf: &'a [u8], limits: &HeadLimits) -> Result<Parsed<'a>, 
         Err(httparse::Error::HeaderName) if has_obs_fold(buf) => return Err(HeadError::ObsFold),
         Err(httparse::Error::HeaderName) => return Err(HeadError::BadHeaderName),
         Err(httparse::Error::HeaderValue) => return Err(HeadError::BadHeaderValue),
-        Err(httparse::Error::NewLine) => return Err(HeadError::BadLineEnding),
+        // After the version (`HTTP/1.1x`), or at the start of a field line (`\rx`).
+        Err(httparse::Error::NewLine) if request_line_is_whole(buf) => return Err(HeadError::BadLineEnding),
+        Err(httparse::Error::NewLine) => return Err(HeadError::BadRequestLine),
         Err(_) => return Err(HeadError::BadRequestLine),
     };
     if count > limits.max_headers {
@@ -181,20 +183,36 @@ fn scan_lines(head: &[u8], limits: &HeadLimits) -> Result<(), HeadError> {
 /// well-formed other version (505) from a malformed one (400), waiting for the rest of the
 /// version if what came so far can still become `HTTP/d.d`.
 fn version_error<'a>(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<'a>, HeadError> {
+    let line = request_line(buf);
+    let end = line.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(line.len());
+    let version = line[..end].splitn(3, |&b| b == b' ').nth(2).unwrap_or_default();
+    const SHAPE: &[u8] = b"HTTP/d.d";
+    let shaped = version.len() <= SHAPE.len()
+        && version.iter().zip(SHAPE).all(|(&b, &s)| if s == b'd' { b.is_ascii_digit() } else { b == s });
+    match (shaped, &line[end..]) {
+        (false, _) => Err(HeadError::BadVersion),
+        // The line is not over: more of the version may come.
+        (true, [] | [b'\r']) => partial(buf, limits),
+        (true, [b'\r', b'\n', ..]) if version.len() == SHAPE.len() => Err(HeadError::UnsupportedVersion),
+        (true, [b'\n', ..]) => Err(HeadError::BadLineEnding),
+        (true, _) => Err(HeadError::BadVersion),
+    }
+}
+
+/// The request line with its line ending (what there is of it), after any empty lines.
+fn request_line(buf: &[u8]) -> &[u8] {
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
     let line = &buf[start..];
-    let end = line.iter().position(|&b| b == b'\r' || b == b'\n');
-    let version = line[..end.unwrap_or(line.len())].splitn(3, |&b| b == b' ').nth(2).unwrap_or_default();
-    const SHAPE: &[u8] = b"HTTP/d.d";
-    let fits = |n: usize| {
-        version.len() <= n
-            && version.iter().zip(SHAPE).all(|(&b, &s)| if s == b'd' { b.is_ascii_digit() } else { b == s })
-    };
-    match end {
-        Some(_) if version.len() == SHAPE.len() && fits(SHAPE.len()) => Err(HeadError::UnsupportedVersion),
-        None if fits(SHAPE.len()) => partial(buf, limits),
-        _ => Err(HeadError::BadVersion),
+    match memchr::memchr(b'\n', line) {
+        Some(lf) => &line[..lf + 1],
+        None => line,
     }
+}
+
+/// Whether the request line ends in a version and CRLF (a NewLine error is then in a field).
+fn request_line_is_whole(buf: &[u8]) -> bool {
+    let line = request_line(buf);
+    line.ends_with(b" HTTP/1.1\r\n") || line.ends_with(b" HTTP/1.0\r\n")
 }
 
 /// Whether a field line starts with whitespace (obs-fold, RFC 9112 §5.2).
