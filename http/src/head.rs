@@ -11,6 +11,16 @@ use crate::limits::HeadLimits;
 use crate::target;
 
 /// One header field, as received (value without surrounding whitespace).
+///
+/// ```
+/// use bodypipe_http::{parse_head, Field, HeadLimits, Parsed};
+///
+/// let Parsed::Complete(h) = parse_head(b"GET / HTTP/1.1\r\nX-Id:  7 \r\n\r\n", &HeadLimits::default())? else {
+///     panic!("complete")
+/// };
+/// assert_eq!(h.fields, [Field { name: "X-Id", value: b"7" }]);
+/// # Ok::<(), bodypipe_http::HeadError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field<'a> {
     /// The name, a token, in its original case.
@@ -20,6 +30,18 @@ pub struct Field<'a> {
 }
 
 /// How the body of a request is framed.
+///
+/// ```
+/// use bodypipe_http::{parse_head, Body, HeadLimits, Parsed};
+///
+/// let body = |req: &[u8]| match parse_head(req, &HeadLimits::default()) {
+///     Ok(Parsed::Complete(h)) => Some(h.body),
+///     _ => None,
+/// };
+/// assert_eq!(body(b"GET / HTTP/1.1\r\n\r\n"), Some(Body::None));
+/// assert_eq!(body(b"PUT / HTTP/1.1\r\nContent-Length: 3\r\n\r\n"), Some(Body::Length(3)));
+/// assert_eq!(body(b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(Body::Chunked));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {
     /// No body.
@@ -31,6 +53,16 @@ pub enum Body {
 }
 
 /// A parsed, accepted request head. Borrows the input.
+///
+/// ```
+/// use bodypipe_http::{parse_head, HeadLimits, Parsed};
+///
+/// let req = b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b";
+/// let Parsed::Complete(h) = parse_head(req, &HeadLimits::default())? else { panic!("complete") };
+/// assert_eq!((h.target, h.minor_version, h.keep_alive, h.expect_continue), ("/a", 0, true, false));
+/// assert_eq!(&req[h.len..], b"GET /b");
+/// # Ok::<(), bodypipe_http::HeadError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head<'a> {
     /// The method, a token (case-sensitive).
@@ -54,6 +86,12 @@ pub struct Head<'a> {
 }
 
 /// The outcome of [`parse_head`].
+///
+/// ```
+/// use bodypipe_http::{parse_head, HeadLimits, Parsed};
+///
+/// assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost:", &HeadLimits::default()), Ok(Parsed::Partial));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed<'a> {
     /// A complete, accepted head.
