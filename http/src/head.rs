@@ -102,7 +102,8 @@ pub enum Parsed<'a> {
 
 /// Parses the request head at the start of `buf`.
 ///
-/// The cost is linear in `buf.len()`. A caller that accumulates a head as it arrives need only
+/// Only the first `max_head_size + 1` bytes of `buf` are looked at, and the cost is linear in
+/// them. A caller that accumulates a head as it arrives need only
 /// call again when the new bytes contain a LF (a head can only be completed, or refused on a
 /// line, by one), or when the buffer grows past `max_request_line` or `max_head_size`.
 ///
@@ -118,6 +119,9 @@ pub enum Parsed<'a> {
 /// # Ok::<(), bodypipe_http::HeadError>(())
 /// ```
 pub fn parse_head<'a>(buf: &'a [u8], limits: &HeadLimits) -> Result<Parsed<'a>, HeadError> {
+    // A head must end within max_head_size bytes: looking at one byte more tells a head that is
+    // too large, however much more the buffer holds (a body, or garbage).
+    let buf = &buf[..buf.len().min(limits.max_head_size.saturating_add(1))];
     // Each field line takes at least 4 bytes ("a:\r\n"), so more slots than that could never be
     // filled within max_head_size.
     let slots = limits.max_headers.min(limits.max_head_size / 4 + 1);

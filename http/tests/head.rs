@@ -403,6 +403,16 @@ fn a_huge_input_is_looked_at_only_up_to_the_head_limit() {
     req.resize(head_len + 10_000_000, b'\n');
     let h = head(&req);
     assert_eq!((h.len, h.body), (head_len, Body::Length(10_000_000)));
+    // No end of head in the first 64 KiB + 1: refused as too large, whatever follows (here a
+    // bare LF, which would be refused differently if it were looked at).
+    let mut endless = b"GET / HTTP/1.1\r\n".to_vec();
+    while endless.len() <= 65537 {
+        endless.extend_from_slice(b"X: 0123456789012345678901234567890123456789\r\n");
+    }
+    endless.extend_from_slice(b"bare\nLF");
+    let many = HeadLimits { max_headers: 10_000, ..limits() };
+    assert_eq!(refusal_with(&endless, &many), HeadError::HeadTooLarge);
+    assert_eq!(refusal_with(&endless, &HeadLimits { max_head_size: 1 << 20, ..many }).status(), 400);
 }
 
 #[test]
