@@ -85,6 +85,7 @@ bench-rust:
 
 bench-micro:
 	$(CARGO) bench -p bodypipe --bench micro
+	$(CARGO) bench -p bodypipe-http --bench parser
 
 bench-python: python-install
 	$(PY) benches/python_bench.py --out bench-results/python.json
