@@ -11,7 +11,13 @@
 %% object. Python to Erlang: None to `none', bool, int, float, str to a UTF-8
 %% binary, bytes, list, tuple, dict to map; other objects to opaque references
 %% that can be passed back into later calls. Python exceptions come back as
-%% `{error, {ExceptionName, Message}}' with binaries.
+%% `{error, {ExceptionName, Message}}' with binaries; a block too large for the
+%% VM to allocate as a binary is a `MemoryError', never a VM abort.
+%%
+%% A call handed `py_buffer's (in its arguments or `eval' locals, however
+%% nested) monitors its caller: if the caller dies before the call ends, those
+%% buffers are aborted with `caller_down', so a Python read blocked on them
+%% raises `BodyAborted' and the call's thread is freed.
 -module(py).
 
 -export([context/1, exec/2, eval/2, eval/3, call/3, call/4, call_async/4, info/0]).

@@ -16,6 +16,14 @@ use crate::chars::{is_qdtext, is_quotable, is_tchar, skip_ows};
 use crate::error::ChunkError;
 
 /// Most hex digits in a chunk size: 16 make any `u64`.
+///
+/// ```
+/// use bodypipe_http::{ChunkError, ChunkedDecoder, FeedError, MAX_SIZE_DIGITS};
+///
+/// let line = format!("{}1\r\n", "0".repeat(MAX_SIZE_DIGITS));
+/// let err = ChunkedDecoder::new(Default::default()).feed(line.as_bytes(), &mut Vec::new());
+/// assert_eq!(err, Err(FeedError::Chunk(ChunkError::ChunkSizeTooLong)));
+/// ```
 pub const MAX_SIZE_DIGITS: usize = 16;
 
 /// The size on a chunk-size line (its content, without the CRLF).

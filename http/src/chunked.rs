@@ -22,6 +22,19 @@ const FORBIDDEN_TRAILERS: [&str; 6] = ["content-length", "transfer-encoding", "h
 const KEEP_LINE_BUFFER: usize = 256;
 
 /// How far a feed got.
+///
+/// ```
+/// use bodypipe_http::{ChunkedDecoder, ChunkedLimits, Progress};
+///
+/// let mut d = ChunkedDecoder::new(ChunkedLimits::default());
+/// let (mut w, r) = bodypipe::Builder::new().max_buffered(2).build()?;
+/// assert_eq!(d.feed(b"2\r\nab\r\n", &mut w)?, Progress::More);
+/// // The ring is at its high-water mark: nothing of "cd..." is taken.
+/// assert_eq!(d.feed(b"2\r\ncd\r\n0\r\n\r\n", &mut w)?, Progress::Full { used: 3 });
+/// r.skip(2);
+/// assert_eq!(d.feed(b"cd\r\n0\r\n\r\n", &mut w)?, Progress::Done { used: 9 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
     /// All the input was consumed; the body goes on.
@@ -84,6 +97,11 @@ pub struct ChunkedDecoder {
 
 impl ChunkedDecoder {
     /// A decoder at the start of a chunked body.
+    ///
+    /// ```
+    /// let d = bodypipe_http::ChunkedDecoder::new(Default::default());
+    /// assert!(!d.is_done() && d.body_bytes() == 0 && d.held() == 0);
+    /// ```
     pub fn new(limits: ChunkedLimits) -> Self {
         Self { limits, state: State::Size, line: LineBuf::default(), trailers: 0, trailer_bytes: 0, body_bytes: 0 }
     }
@@ -99,7 +117,18 @@ impl ChunkedDecoder {
     }
 
     /// Bytes of memory the decoder holds for cut lines: never more than
-    /// `max(max_chunk_line, max_trailer_size) + 2`.
+    /// [`max_held`](Self::max_held).
+    ///
+    /// ```
+    /// use bodypipe_http::{ChunkedDecoder, ChunkedLimits};
+    ///
+    /// let limits = ChunkedLimits { max_chunk_line: 100, ..Default::default() };
+    /// let mut d = ChunkedDecoder::new(limits);
+    /// d.feed(b"5;an-extension-cut-by-the-end-of-the-feed", &mut Vec::new())?;
+    /// assert!(d.held() > 0 && d.held() <= ChunkedDecoder::max_held(&limits));
+    /// assert_eq!(ChunkedDecoder::max_held(&limits), 16384 + 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn held(&self) -> usize {
         self.line.held()
     }

@@ -185,6 +185,17 @@ impl fmt::Display for ChunkError {
 impl std::error::Error for ChunkError {}
 
 /// Why a [`ChunkedDecoder::feed`](crate::ChunkedDecoder::feed) failed.
+///
+/// ```
+/// use bodypipe_http::{ChunkedDecoder, FeedError};
+///
+/// let (mut w, r) = bodypipe::Builder::new().max_size(2).build()?;
+/// let mut d = ChunkedDecoder::new(Default::default());
+/// assert_eq!(d.feed(b"3\r\nabc\r\n", &mut w), Err(FeedError::Sink(bodypipe::WriteError::TooLarge)));
+/// assert_eq!(d.feed(b"0\r\n\r\n", &mut w), Err(FeedError::Poisoned));
+/// # drop(r);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FeedError<E> {
     /// The framing is broken; every later feed gives the same error.

@@ -11,6 +11,16 @@ use crate::limits::HeadLimits;
 use crate::target;
 
 /// One header field, as received (value without surrounding whitespace).
+///
+/// ```
+/// use bodypipe_http::{parse_head, Field, HeadLimits, Parsed};
+///
+/// let Parsed::Complete(h) = parse_head(b"GET / HTTP/1.1\r\nX-Id:  7 \r\n\r\n", &HeadLimits::default())? else {
+///     panic!("complete")
+/// };
+/// assert_eq!(h.fields, [Field { name: "X-Id", value: b"7" }]);
+/// # Ok::<(), bodypipe_http::HeadError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field<'a> {
     /// The name, a token, in its original case.
@@ -20,6 +30,18 @@ pub struct Field<'a> {
 }
 
 /// How the body of a request is framed.
+///
+/// ```
+/// use bodypipe_http::{parse_head, Body, HeadLimits, Parsed};
+///
+/// let body = |req: &[u8]| match parse_head(req, &HeadLimits::default()) {
+///     Ok(Parsed::Complete(h)) => Some(h.body),
+///     _ => None,
+/// };
+/// assert_eq!(body(b"GET / HTTP/1.1\r\n\r\n"), Some(Body::None));
+/// assert_eq!(body(b"PUT / HTTP/1.1\r\nContent-Length: 3\r\n\r\n"), Some(Body::Length(3)));
+/// assert_eq!(body(b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(Body::Chunked));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {
     /// No body.
@@ -31,6 +53,16 @@ pub enum Body {
 }
 
 /// A parsed, accepted request head. Borrows the input.
+///
+/// ```
+/// use bodypipe_http::{parse_head, HeadLimits, Parsed};
+///
+/// let req = b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b";
+/// let Parsed::Complete(h) = parse_head(req, &HeadLimits::default())? else { panic!("complete") };
+/// assert_eq!((h.target, h.minor_version, h.keep_alive, h.expect_continue), ("/a", 0, true, false));
+/// assert_eq!(&req[h.len..], b"GET /b");
+/// # Ok::<(), bodypipe_http::HeadError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head<'a> {
     /// The method, a token (case-sensitive).
@@ -54,6 +86,12 @@ pub struct Head<'a> {
 }
 
 /// The outcome of [`parse_head`].
+///
+/// ```
+/// use bodypipe_http::{parse_head, HeadLimits, Parsed};
+///
+/// assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost:", &HeadLimits::default()), Ok(Parsed::Partial));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed<'a> {
     /// A complete, accepted head.
@@ -64,7 +102,8 @@ pub enum Parsed<'a> {
 
 /// Parses the request head at the start of `buf`.
 ///
-/// The cost is linear in `buf.len()`. A caller that accumulates a head as it arrives need only
+/// Only the first `max_head_size + 1` bytes of `buf` are looked at, and the cost is linear in
+/// them. A caller that accumulates a head as it arrives need only
 /// call again when the new bytes contain a LF (a head can only be completed, or refused on a
 /// line, by one), or when the buffer grows past `max_request_line` or `max_head_size`.
 ///
@@ -80,6 +119,9 @@ pub enum Parsed<'a> {
 /// # Ok::<(), bodypipe_http::HeadError>(())
 /// ```
 pub fn parse_head<'a>(buf: &'a [u8], limits: &HeadLimits) -> Result<Parsed<'a>, HeadError> {
+    // A head must end within max_head_size bytes: looking at one byte more tells a head that is
+    // too large, however much more the buffer holds (a body, or garbage).
+    let buf = &buf[..buf.len().min(limits.max_head_size.saturating_add(1))];
     // Each field line takes at least 4 bytes ("a:\r\n"), so more slots than that could never be
     // filled within max_head_size.
     let slots = limits.max_headers.min(limits.max_head_size / 4 + 1);
@@ -100,7 +142,9 @@ pub fn parse_head<'a>(buf: &'a [u8], limits: &HeadLimits) -> Result<Parsed<'a>, 
         Err(httparse::Error::HeaderName) if has_obs_fold(buf) => return Err(HeadError::ObsFold),
         Err(httparse::Error::HeaderName) => return Err(HeadError::BadHeaderName),
         Err(httparse::Error::HeaderValue) => return Err(HeadError::BadHeaderValue),
-        Err(httparse::Error::NewLine) => return Err(HeadError::BadLineEnding),
+        // After the version (`HTTP/1.1x`), or at the start of a field line (`\rx`).
+        Err(httparse::Error::NewLine) if request_line_is_whole(buf) => return Err(HeadError::BadLineEnding),
+        Err(httparse::Error::NewLine) => return Err(HeadError::BadRequestLine),
         Err(_) => return Err(HeadError::BadRequestLine),
     };
     if count > limits.max_headers {
@@ -181,20 +225,36 @@ fn scan_lines(head: &[u8], limits: &HeadLimits) -> Result<(), HeadError> {
 /// well-formed other version (505) from a malformed one (400), waiting for the rest of the
 /// version if what came so far can still become `HTTP/d.d`.
 fn version_error<'a>(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<'a>, HeadError> {
+    let line = request_line(buf);
+    let end = line.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(line.len());
+    let version = line[..end].splitn(3, |&b| b == b' ').nth(2).unwrap_or_default();
+    const SHAPE: &[u8] = b"HTTP/d.d";
+    let shaped = version.len() <= SHAPE.len()
+        && version.iter().zip(SHAPE).all(|(&b, &s)| if s == b'd' { b.is_ascii_digit() } else { b == s });
+    match (shaped, &line[end..]) {
+        (false, _) => Err(HeadError::BadVersion),
+        // The line is not over: more of the version may come.
+        (true, [] | [b'\r']) => partial(buf, limits),
+        (true, [b'\r', b'\n', ..]) if version.len() == SHAPE.len() => Err(HeadError::UnsupportedVersion),
+        (true, [b'\n', ..]) => Err(HeadError::BadLineEnding),
+        (true, _) => Err(HeadError::BadVersion),
+    }
+}
+
+/// The request line with its line ending (what there is of it), after any empty lines.
+fn request_line(buf: &[u8]) -> &[u8] {
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
     let line = &buf[start..];
-    let end = line.iter().position(|&b| b == b'\r' || b == b'\n');
-    let version = line[..end.unwrap_or(line.len())].splitn(3, |&b| b == b' ').nth(2).unwrap_or_default();
-    const SHAPE: &[u8] = b"HTTP/d.d";
-    let fits = |n: usize| {
-        version.len() <= n
-            && version.iter().zip(SHAPE).all(|(&b, &s)| if s == b'd' { b.is_ascii_digit() } else { b == s })
-    };
-    match end {
-        Some(_) if version.len() == SHAPE.len() && fits(SHAPE.len()) => Err(HeadError::UnsupportedVersion),
-        None if fits(SHAPE.len()) => partial(buf, limits),
-        _ => Err(HeadError::BadVersion),
+    match memchr::memchr(b'\n', line) {
+        Some(lf) => &line[..lf + 1],
+        None => line,
     }
+}
+
+/// Whether the request line ends in a version and CRLF (a NewLine error is then in a field).
+fn request_line_is_whole(buf: &[u8]) -> bool {
+    let line = request_line(buf);
+    line.ends_with(b" HTTP/1.1\r\n") || line.ends_with(b" HTTP/1.0\r\n")
 }
 
 /// Whether a field line starts with whitespace (obs-fold, RFC 9112 §5.2).

@@ -5,6 +5,14 @@ use std::collections::TryReserveError;
 use bodypipe::{WriteError, Writer};
 
 /// Why a [`Sink`] refused a write.
+///
+/// ```
+/// use bodypipe_http::{Refusal, Sink};
+///
+/// let (mut w, r) = bodypipe::pipe();
+/// drop(r);
+/// assert_eq!(Sink::write_all(&mut w, b"x"), Err(Refusal::Fatal(bodypipe::WriteError::Closed)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal<E> {
     /// No room now: nothing was stored; the same write may succeed later (ring buffer at its

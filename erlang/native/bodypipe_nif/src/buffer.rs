@@ -111,6 +111,12 @@ impl BufferRes {
         self.shared.lock_writer(wait)
     }
 
+    /// Aborts the stream with `reason` unless it is already closed or aborted, without waiting
+    /// for the writer: safe on a normal scheduler (see [`abort_without_waiting`]).
+    pub(crate) fn abort_soon(&self, reason: &'static str) {
+        abort_without_waiting(self.shared.clone(), reason);
+    }
+
     /// Removes and returns the processes waiting for a writable/closed message.
     pub fn take_waiters(&self) -> Vec<LocalPid> {
         std::mem::take(&mut *lock(&self.shared.waiters))

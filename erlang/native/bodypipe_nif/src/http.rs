@@ -86,14 +86,21 @@ fn parse_head_term<'a>(env: Env<'a>, bin: Binary<'a>, limits: &HeadLimits) -> Ni
             return Ok((atoms::error(), e.status(), reason).encode(env));
         }
     };
+    let enomem = || Ok((atoms::error(), 503, atoms::enomem()).encode(env));
     let mut fields = Vec::with_capacity(head.fields.len());
     for f in &head.fields {
-        let mut name = rustler::NewBinary::new(env, f.name.len());
-        name.as_mut_slice().copy_from_slice(f.name.as_bytes());
-        name.as_mut_slice().make_ascii_lowercase();
-        let name: Term = name.into();
-        fields.push((name, crate::binary_term(env, f.value)));
+        let (Some(name), Some(value)) =
+            (crate::try_binary_term(env, f.name.to_ascii_lowercase().as_bytes()), crate::try_binary_term(env, f.value))
+        else {
+            return enomem();
+        };
+        fields.push((name, value));
     }
+    let (Some(method), Some(target)) =
+        (crate::try_binary_term(env, head.method.as_bytes()), crate::try_binary_term(env, head.target.as_bytes()))
+    else {
+        return enomem();
+    };
     let body = match head.body {
         Body::None => atoms::none().encode(env),
         Body::Length(n) => (keys::length(), n).encode(env),
@@ -109,8 +116,8 @@ fn parse_head_term<'a>(env: Env<'a>, bin: Binary<'a>, limits: &HeadLimits) -> Ni
         keys::expect_continue().encode(env),
     ];
     let values = [
-        crate::binary_term(env, head.method.as_bytes()),
-        crate::binary_term(env, head.target.as_bytes()),
+        method,
+        target,
         (1u8, head.minor_version).encode(env),
         fields.encode(env),
         body,
