@@ -13,13 +13,14 @@
          caller_death_frees_the_thread/1, a_call_that_ended_keeps_its_buffers/1,
          a_block_too_large_for_a_binary_is_a_memory_error/1]).
 -export([alloc_failure_probe/1]).
+-export([call_async_reply/1]).
 
 all() ->
     [contexts, exec_eval, eval_locals, exceptions, bad_args, to_python, from_python,
      big_integers, opaque_refs, call_forms, builtin_modules, c_extensions,
      pinned_libpython, buffer_is_pybuffer, many_blocked_readers, pool_threads_keep_their_state,
      caller_death_frees_the_thread, a_call_that_ended_keeps_its_buffers,
-     a_block_too_large_for_a_binary_is_a_memory_error].
+     a_block_too_large_for_a_binary_is_a_memory_error, call_async_reply].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(bodypipe),
@@ -338,3 +339,19 @@ wait_until(Fun, Timeout) ->
         true -> ok;
         false -> timer:sleep(50), wait_until(Fun, Timeout - 50)
     end.
+
+%% py:call_async/4: the result arrives as {Ref, Result}, once, while the caller is free
+%% to receive other messages (bodypipe_http's connection process streams a body meanwhile).
+call_async_reply(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    {ok, Ref} = py:call_async(C, time, sleep, [0.2]),
+    self() ! other,
+    receive other -> ok after 5000 -> error(other_not_received) end,   % not blocked
+    ?assertEqual({ok, none}, receive {Ref, R} -> R after 5000 -> timeout end),
+    ?assertEqual(none, receive {Ref, _} = Again -> Again after 300 -> none end),
+    {ok, Ref1} = py:call_async(C, operator, mul, [6, 7]),
+    ?assertEqual({ok, 42}, receive {Ref1, R1} -> R1 after 5000 -> timeout end),
+    {ok, Ref2} = py:call_async(C, builtins, int, [<<"x">>]),
+    ?assertMatch({error, {<<"ValueError">>, _}}, receive {Ref2, R2} -> R2 after 5000 -> timeout end),
+    ?assertError(badarg, py:call_async(C, time, sleep, not_a_list)),
+    ok.
