@@ -48,10 +48,11 @@ accept(LSock, Cfg) ->
             %% Counted here, before the next check; the connection takes it back.
             bodypipe_http_server:connection_opened(maps:get(counters, Cfg)),
             Pid = bodypipe_http_conn:start_link(Cfg),
-            case gen_tcp:controlling_process(Sock, Pid) of
-                ok -> Pid ! {bodypipe_http_socket, Sock};
-                {error, _} -> gen_tcp:close(Sock), exit(Pid, kill)
-            end,
+            _ = case gen_tcp:controlling_process(Sock, Pid) of
+                    ok -> Pid ! {bodypipe_http_socket, Sock};
+                    %% The connection ends at once (and takes its count back).
+                    {error, _} -> gen_tcp:close(Sock), Pid ! bodypipe_http_no_socket
+                end,
             loop(LSock, Cfg);
         {error, closed} ->
             exit(normal);

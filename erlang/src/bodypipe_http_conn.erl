@@ -88,7 +88,8 @@ init(#{counters := Counters} = Cfg) ->
     %% The acceptor counted this connection in.
     try
         receive
-            {bodypipe_http_socket, Sock} -> connection(Sock, Cfg)
+            {bodypipe_http_socket, Sock} -> connection(Sock, Cfg);
+            bodypipe_http_no_socket -> ok
         after 10000 ->
             ok
         end
@@ -275,10 +276,10 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                                 max_size => MaxBody}),
     %% 100 Continue at body start: the request passed every check that does
     %% not need the body; the client has not sent any of it yet.
-    case Continue andalso Version =:= {1, 1} andalso BodyState =/= done andalso Rest =:= <<>> of
-        true -> _ = gen_tcp:send(Sock, <<"HTTP/1.1 100 Continue\r\n\r\n">>);
-        false -> ok
-    end,
+    _ = case Continue andalso Version =:= {1, 1} andalso BodyState =/= done andalso Rest =:= <<>> of
+            true -> gen_tcp:send(Sock, <<"HTTP/1.1 100 Continue\r\n\r\n">>);
+            false -> ok
+        end,
     Environ = bodypipe_wsgi:environ(Head, Route, Buf, Info),
     X0 = #x{c = C, method = Method, version = Version, keep_alive = KeepAlive, buf = Buf,
             body = BodyState, app = done, app_deadline = deadline(AppTimeout)},
@@ -560,10 +561,10 @@ finish_connection(#x{sock = closed}) ->
     ok;
 finish_connection(#x{close = false, body = done, resp = over, sock = open, rest = Rest,
                      c = #c{sock = Sock, cfg = Cfg} = C, big_reads = Big}) ->
-    case Big of
-        true -> _ = setopts(Sock, [{buffer, head_read(Cfg)}]);
-        false -> ok
-    end,
+    _ = case Big of
+            true -> setopts(Sock, [{buffer, head_read(Cfg)}]);
+            false -> ok
+        end,
     next_request(C, Rest);
 finish_connection(X) ->
     linger_close(X).
