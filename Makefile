@@ -33,7 +33,8 @@ load: setup
 stream-demo: setup
 	$(CARGO) run -p bodypipe --release --example stream
 
-## Every test: formatting, lints, Rust unit/property/stress tests, loom models, pytest, Erlang CT.
+## Every test: formatting, lints, Rust unit/property/stress tests (core and HTTP parser), loom
+## models, pytest, Erlang CT.
 test: setup fmt-check clippy test-rust test-loom test-python test-erlang
 
 fmt-check:
@@ -46,6 +47,7 @@ clippy:
 
 test-rust:
 	$(CARGO) test -p bodypipe --release
+	$(CARGO) test -p bodypipe-http --release
 
 test-loom:
 	$(CARGO) test -p bodypipe --release --features loom --test loom_models
@@ -96,6 +98,7 @@ bench-rust:
 
 bench-micro:
 	$(CARGO) bench -p bodypipe --bench micro
+	$(CARGO) bench -p bodypipe-http --bench parser
 
 bench-python: python-install-bench
 	$(VENV_PY) benches/python_bench.py --out bench-results/python.json

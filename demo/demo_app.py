@@ -209,7 +209,7 @@ def form(environ, start_response):
     return _json(start_response, {"fields": out_fields, "files": files})
 
 
-HELP = b"""bodypipe demo: request bodies stream from Erlang (mochiweb) into this WSGI app.
+HELP = b"""bodypipe demo: request bodies stream from Erlang (bodypipe_http) into this WSGI app.
   POST /upload[?delay_ms=N]  -> size and sha256 of the body (readinto loop)
   POST /echo                 -> the body's lines, echoed as they arrive
   POST /form                 -> multipart/form-data: fields, and size + sha256 per file

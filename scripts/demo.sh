@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bodypipe's main job, end to end: an Erlang HTTP server (mochiweb) streams request bodies,
+# bodypipe's main job, end to end: an Erlang HTTP server (bodypipe_http) streams request bodies,
 # chunk by chunk as they arrive, through py_buffer into WSGI apps running in the same VM.
 #
 #   scripts/demo.sh              build, start the server on 127.0.0.1:${PORT:-8080}, print curl examples
@@ -64,7 +64,7 @@ except Exception:
     print("? ?")' "$TMP/resp")
     "$PY" -c 'import sys; s, e, n, m = sys.argv[1:]; t = float(e) - float(s)
 print(f"selftest: {m:<12} curl -T: {int(n):,} bytes in {t:.2f} s = {int(n) / t / 1e6:.0f} MB/s"
-      " (curl -> mochiweb -> py_buffer -> readinto + sha256 in the app)")' "$start" "$end" "$bytes" "$mode"
+      " (curl -> bodypipe_http -> py_buffer -> readinto + sha256 in the app)")' "$start" "$end" "$bytes" "$mode"
     echo "selftest:              client sha256 $client_sha"
     echo "selftest:              server sha256 $server_sha (HTTP $code, $server_size bytes read by the app)"
     if [ "$code" != 200 ] || [ "$server_sha" != "$client_sha" ] || [ "$server_size" != "$bytes" ]; then fail=1; fi
@@ -76,7 +76,7 @@ print(f"selftest: {m:<12} curl -T: {int(n):,} bytes in {t:.2f} s = {int(n) / t /
 fi
 
 cat <<EOT
-bodypipe demo: an Erlang HTTP server (mochiweb) streaming request bodies through py_buffer
+bodypipe demo: an Erlang HTTP server (bodypipe_http) streaming request bodies through py_buffer
 into WSGI apps in the same VM, listening on $URL/  (server log: $LOG)
 
 Try, from another terminal:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load test on 127.0.0.1: wrk POSTs a 64 KiB body to the demo's /upload endpoint (hash + size),
-# first against bodypipe (mochiweb + py_buffer + the WSGI app in the same VM), then against the
+# first against bodypipe (bodypipe_http + py_buffer + the WSGI app in the same VM), then against the
 # same WSGI app under gunicorn (sync workers, then gthread workers), in one run on the same machine.
 #   DURATION=10s CONNECTIONS=16 THREADS=2 WORKERS=2 BODY=65536 scripts/load.sh
 set -euo pipefail
@@ -70,7 +70,7 @@ body = int(body)
 print(f"load: wrk -t{threads} -c{conns} -d{duration}, POST /upload with a {body // 1024} KiB body "
       f"(the app hashes it), 127.0.0.1, {open('/proc/cpuinfo').read().count('processor')} CPUs")
 print(f"{'server':<34} {'requests/s':>11} {'body MB/s':>10} {'latency avg':>12} {'errors':>7}")
-for name, label in (("bodypipe", "bodypipe (mochiweb + py_buffer)"),
+for name, label in (("bodypipe", "bodypipe (bodypipe_http + py_buffer)"),
                     ("gunicorn", f"gunicorn -w {workers} (sync)"),
                     ("gthread", f"gunicorn -w {workers} --threads 8 (gthread)")):
     out = open(f"{tmp}/{name}.wrk").read()

@@ -9,8 +9,10 @@ PY=${PY:-python3}
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Debian packages: Erlang/OTP + rebar3 + mochiweb for the NIF and the HTTP front end, curl and wrk
-# for the end-to-end tests and load runs, strace to count wake syscalls in the benchmarks.
+# Debian packages: Erlang/OTP + rebar3 for the NIF and the HTTP front end; mochiweb only for the
+# tests (bodypipe_http_SUITE decodes the demo's JSON answers with its mochijson2; the app does not
+# use it); curl and wrk for the end-to-end tests and load runs, strace to count wake syscalls in
+# the benchmarks.
 APT_PKGS=(erlang-nox erlang-dev erlang-common-test erlang-eunit rebar3 erlang-mochiweb curl wrk strace)
 missing=()
 for p in "${APT_PKGS[@]}"; do

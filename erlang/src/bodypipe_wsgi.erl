@@ -1,22 +1,27 @@
 %% @doc The Erlang half of the WSGI bridge: builds a PEP 3333 environ for a
-%% mochiweb request and drives `bodypipe_wsgi_host' (priv/python) through `py'.
+%% parsed request head and drives `bodypipe_wsgi_host' (priv/python) through
+%% `py'.
 %%
 %% The environ is a map with binary keys (Python `str') and binary values
 %% (Python `bytes', decoded as latin-1 by the host: PEP 3333's "native
 %% strings"); `wsgi.input' is the request's `py_buffer', which Python sees as
 %% an `erlang.PyBuffer'. The host adds `wsgi.errors' (`sys.stderr') and
-%% `wsgi.version'.
+%% `wsgi.version'. The calls that run the application (`run_async/2',
+%% `next_async/1') do not wait: their result arrives as `{Ref, Result}' and is
+%% read with `run_result/1' and `next_result/1', so the connection process
+%% keeps streaming the body while the application runs.
 -module(bodypipe_wsgi).
 
--export([setup/1, load/3, run/2, next/1, close/1, environ/5]).
+-export([setup/1, load/3, run_async/2, run_result/1, next_async/1, next_result/1, close/1,
+         environ/4]).
 
--export_type([response/0, app_name/0, request/0]).
+-export_type([response/0, app_name/0, conn_info/0]).
 
 -type app_name() :: binary().
--type request() :: {mochiweb_request, list()}.
-%% A mochiweb request (a tuple module instance).
 -type header() :: {binary(), binary()}.
 -type response() :: {Status :: binary(), [header()], Chunks :: [binary()], More :: none | py:pyobj()}.
+-type conn_info() :: #{server_name := binary(), server_port := inet:port_number(),
+                       remote_addr => binary(), remote_port => inet:port_number()}.
 
 -define(HOST, bodypipe_wsgi_host).
 
@@ -45,33 +50,40 @@ load(Name, Spec, Validate) ->
         {error, _} = Error -> Error
     end.
 
-%% @doc Calls the application: returns the status, the headers, the first body
-%% blocks and `none' (the response is complete) or the object to step with
-%% `next/1'. Exceptions before the headers are turned into a 500 response by
-%% the host; `{error, _}' means the host itself failed.
--spec run(app_name(), map()) -> {ok, response()} | {error, py:py_error() | term()}.
-run(Name, Environ) ->
-    case py:call(?HOST, run, [Name, Environ]) of
-        {ok, {Status, Headers, Chunks, More}} when is_binary(Status), is_list(Headers),
-                                                   is_list(Chunks) ->
-            {ok, {Status, Headers, Chunks, More}};
-        {ok, Other} ->
-            {error, {bad_response, Other}};
-        {error, _} = Error ->
-            Error
-    end.
+%% @doc Starts the application on `Environ'; its result comes as `{Ref, R}',
+%% read with `run_result(R)'.
+-spec run_async(app_name(), map()) -> {ok, reference()} | {error, py:py_error()}.
+run_async(Name, Environ) ->
+    py:call_async(py:context(default), ?HOST, run, [Name, Environ]).
 
-%% @doc The next non-empty body block, or `done' (the iterable is then closed).
--spec next(py:pyobj()) -> {ok, binary()} | done | {error, py:py_error() | term()}.
-next(More) ->
-    case py:call(More, next, []) of
-        {ok, none} -> done;
-        {ok, Bin} when is_binary(Bin) -> {ok, Bin};
-        {ok, Other} -> {error, {bad_block, Other}};
-        {error, _} = Error -> Error
-    end.
+%% @doc The status, the headers, the first body blocks and `none' (the
+%% response is complete) or the object to step with `next_async/1'.
+%% Exceptions before the headers are turned into a 500 response by the host;
+%% `{error, _}' means the host itself failed.
+-spec run_result({ok, term()} | {error, term()}) -> {ok, response()} | {error, term()}.
+run_result({ok, {Status, Headers, Chunks, More}}) when is_binary(Status), is_list(Headers),
+                                                       is_list(Chunks) ->
+    {ok, {Status, Headers, Chunks, More}};
+run_result({ok, Other}) ->
+    {error, {bad_response, Other}};
+run_result({error, _} = Error) ->
+    Error.
 
-%% @doc Calls the response iterable's `close()' (idempotent).
+%% @doc Asks for the next non-empty body block of `More'; read the result with
+%% `next_result/1'.
+-spec next_async(py:pyobj()) -> {ok, reference()} | {error, py:py_error()}.
+next_async(More) ->
+    py:call_async(py:context(default), More, next, []).
+
+%% @doc The next block, or `done' (the iterable is then closed).
+-spec next_result({ok, term()} | {error, term()}) -> {ok, binary()} | done | {error, term()}.
+next_result({ok, none}) -> done;
+next_result({ok, Bin}) when is_binary(Bin) -> {ok, Bin};
+next_result({ok, Other}) -> {error, {bad_block, Other}};
+next_result({error, _} = Error) -> Error.
+
+%% @doc Calls the response iterable's `close()' (idempotent; a `close()' that
+%% raises is logged by the host).
 -spec close(none | py:pyobj()) -> ok.
 close(none) ->
     ok;
@@ -79,58 +91,69 @@ close(More) ->
     _ = py:call(More, close, []),
     ok.
 
-%% @doc The PEP 3333 environ of a mochiweb request whose application is mounted
-%% at `ScriptName'; `PathInfo' is the rest of the (unquoted) path.
--spec environ(request(), binary(), binary(), py_buffer:buffer(),
-              #{server_name := binary(), server_port := inet:port_number()}) -> map().
-environ(Req, ScriptName, PathInfo, Buf, #{server_name := SName, server_port := SPort}) ->
-    RawPath = mochiweb_request:get(raw_path, Req),
-    {_, Query, _} = mochiweb_util:urlsplit_path(RawPath),
-    {Major, Minor} = mochiweb_request:get(version, Req),
-    Headers = mochiweb_headers:to_list(mochiweb_request:get(headers, Req)),
-    Base = #{<<"REQUEST_METHOD">> => to_bin(mochiweb_request:get(method, Req)),
+%% @doc The PEP 3333 environ of a request: `Head' from
+%% `bodypipe_http_parser:parse_head/2', the application mounted at
+%% `ScriptName' with the rest of the decoded path in `PathInfo', the raw
+%% query, the body's buffer and the connection's addresses.
+%%
+%% Headers become `HTTP_*' variables (`-' as `_'), repeated ones joined with
+%% `", "' in arrival order; `Content-Type' is `CONTENT_TYPE'; `CONTENT_LENGTH'
+%% is the body's length when it has one (never for a chunked body). Names
+%% with `_' are dropped (as gunicorn and nginx do: `X_Auth' would be
+%% indistinguishable from `X-Auth'), and so are `Content-Length' and
+%% `Transfer-Encoding', which the server has consumed (the body the
+%% application reads is already de-chunked).
+-spec environ(map(), {binary(), binary(), binary()}, py_buffer:buffer(), conn_info()) -> map().
+environ(#{method := Method, target := Target, version := {Major, Minor}, headers := Headers,
+          body := Body},
+        {ScriptName, PathInfo, Query}, Buf, Conn) ->
+    Base = #{<<"REQUEST_METHOD">> => Method,
              <<"SCRIPT_NAME">> => ScriptName,
              <<"PATH_INFO">> => PathInfo,
-             <<"QUERY_STRING">> => to_bin(Query),
-             <<"RAW_URI">> => to_bin(RawPath),
-             <<"SERVER_NAME">> => SName,
-             <<"SERVER_PORT">> => integer_to_binary(SPort),
-             <<"SERVER_PROTOCOL">> => iolist_to_binary(io_lib:format("HTTP/~b.~b", [Major, Minor])),
-             <<"SERVER_SOFTWARE">> => <<"bodypipe-mochiweb">>,
+             <<"QUERY_STRING">> => Query,
+             <<"REQUEST_URI">> => Target,
+             <<"RAW_URI">> => Target,
+             <<"SERVER_NAME">> => maps:get(server_name, Conn),
+             <<"SERVER_PORT">> => integer_to_binary(maps:get(server_port, Conn)),
+             <<"SERVER_PROTOCOL">> => <<"HTTP/", ($0 + Major), ".", ($0 + Minor)>>,
+             <<"SERVER_SOFTWARE">> => <<"bodypipe">>,
              <<"wsgi.input">> => Buf,
              <<"wsgi.input_terminated">> => true,
              <<"wsgi.url_scheme">> => <<"http">>,
              <<"wsgi.multithread">> => true,
              <<"wsgi.multiprocess">> => false,
              <<"wsgi.run_once">> => false},
-    WithPeer = case mochiweb_socket:peername(mochiweb_request:get(socket, Req)) of
-                   {ok, {Addr, Port}} ->
-                       Base#{<<"REMOTE_ADDR">> => list_to_binary(inet:ntoa(Addr)),
+    WithPeer = case Conn of
+                   #{remote_addr := Addr, remote_port := Port} ->
+                       Base#{<<"REMOTE_ADDR">> => Addr,
                              <<"REMOTE_PORT">> => integer_to_binary(Port)};
-                   {error, _} ->
+                   _ ->
                        Base
                end,
-    lists:foldl(fun add_header/2, WithPeer, Headers).
+    WithLength = case Body of
+                     {length, N} -> WithPeer#{<<"CONTENT_LENGTH">> => integer_to_binary(N)};
+                     _ -> WithPeer
+                 end,
+    lists:foldl(fun add_header/2, WithLength, Headers).
 
--spec add_header({atom() | string() | binary(), string() | binary()}, map()) -> map().
+add_header({<<"content-length">>, _}, Env) ->
+    Env;
+add_header({<<"transfer-encoding">>, _}, Env) ->
+    Env;
+add_header({<<"content-type">>, Value}, Env) ->
+    combine(<<"CONTENT_TYPE">>, Value, Env);
 add_header({Name, Value}, Env) ->
-    Key = string:uppercase(to_bin(Name)),
-    case Key of
-        <<"CONTENT-TYPE">> -> Env#{<<"CONTENT_TYPE">> => to_bin(Value)};
-        <<"CONTENT-LENGTH">> -> Env#{<<"CONTENT_LENGTH">> => to_bin(Value)};
-        _ ->
-            case binary:match(Key, <<"_">>) of
-                nomatch ->
-                    %% Headers with underscores are dropped (as gunicorn and
-                    %% nginx do): `X_Auth' would be indistinguishable from `X-Auth'.
-                    CgiKey = <<"HTTP_", (binary:replace(Key, <<"-">>, <<"_">>, [global]))/binary>>,
-                    Env#{CgiKey => to_bin(Value)};
-                _ ->
-                    Env
-            end
+    case binary:match(Name, <<"_">>) of
+        nomatch -> combine(<<"HTTP_", (cgi_name(Name))/binary>>, Value, Env);
+        _ -> Env
     end.
 
--spec to_bin(atom() | iodata()) -> binary().
-to_bin(A) when is_atom(A) -> atom_to_binary(A, latin1);
-to_bin(B) when is_binary(B) -> B;
-to_bin(L) when is_list(L) -> iolist_to_binary(L).
+combine(Key, Value, Env) ->
+    case Env of
+        #{Key := Old} -> Env#{Key := <<Old/binary, ", ", Value/binary>>};
+        _ -> Env#{Key => Value}
+    end.
+
+%% A lowercase token name as a CGI variable: ASCII uppercase, `-' as `_'.
+cgi_name(Name) ->
+    << <<(if C >= $a, C =< $z -> C - 32; C =:= $- -> $_; true -> C end)>> || <<C>> <= Name >>.

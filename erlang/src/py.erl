@@ -11,10 +11,16 @@
 %% object. Python to Erlang: None to `none', bool, int, float, str to a UTF-8
 %% binary, bytes, list, tuple, dict to map; other objects to opaque references
 %% that can be passed back into later calls. Python exceptions come back as
-%% `{error, {ExceptionName, Message}}' with binaries.
+%% `{error, {ExceptionName, Message}}' with binaries; a block too large for the
+%% VM to allocate as a binary is a `MemoryError', never a VM abort.
+%%
+%% A call handed `py_buffer's (in its arguments or `eval' locals, however
+%% nested) monitors its caller: if the caller dies before the call ends, those
+%% buffers are aborted with `caller_down', so a Python read blocked on them
+%% raises `BodyAborted' and the call's thread is freed.
 -module(py).
 
--export([context/1, exec/2, eval/2, eval/3, call/3, call/4, info/0]).
+-export([context/1, exec/2, eval/2, eval/3, call/3, call/4, call_async/4, info/0]).
 
 -export_type([context/0, pyobj/0, py_error/0, code/0]).
 
@@ -69,6 +75,27 @@ call(Module, Function, Args) ->
 call(Ctx, Module, Function, Args) when is_list(Args) ->
     run(fun(Ref) -> bodypipe_nif:py_call(Ref, Ctx, Module, Function, Args) end);
 call(_Ctx, _Module, _Function, Args) ->
+    erlang:error(badarg, [Args]).
+
+%% @doc `call/4' without waiting: returns `{ok, Ref}' at once, and the result
+%% (what `call/4' would return) arrives later as the message `{Ref, Result}'.
+%% A process can so wait for a Python call and for other messages (a socket,
+%% timers) in one `receive'; the message comes exactly once, also when the
+%% caller no longer wants it.
+%%
+%% ```
+%% {ok, Ref} = py:call_async(py:context(default), operator, add, [1, 2]),
+%% receive {Ref, {ok, 3}} -> ok end.
+%% '''
+-spec call_async(context(), name() | pyobj(), name(), [term()]) ->
+          {ok, reference()} | {error, py_error()}.
+call_async(Ctx, Module, Function, Args) when is_list(Args) ->
+    Ref = make_ref(),
+    case bodypipe_nif:py_call(Ref, Ctx, Module, Function, Args) of
+        ok -> {ok, Ref};
+        {error, _} = Error -> Error
+    end;
+call_async(_Ctx, _Module, _Function, Args) ->
     erlang:error(badarg, [Args]).
 
 %% @doc State of the embedded interpreter and of the call threads.

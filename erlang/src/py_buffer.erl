@@ -83,18 +83,14 @@ do_new(ContentLength, MaxBuffered, MaxSize) ->
 %% write in progress (writes from several processes are serialized).
 -spec write(buffer(), iodata()) -> ok | {error, write_error()}.
 write(Buf, Data) ->
-    case bodypipe_nif:buffer_write(Buf, Data) of
-        dirty -> bodypipe_nif:buffer_write_dirty(Buf, Data);
-        Result -> Result
-    end.
+    bodypipe_nif:or_dirty(bodypipe_nif:buffer_write(Buf, Data),
+                          fun() -> bodypipe_nif:buffer_write_dirty(Buf, Data) end).
 
 %% @doc Ends the body: Python reads the remaining data, then EOF. Idempotent.
 -spec close(buffer()) -> ok.
 close(Buf) ->
-    case bodypipe_nif:buffer_close(Buf) of
-        dirty -> bodypipe_nif:buffer_close_dirty(Buf);
-        ok -> ok
-    end.
+    bodypipe_nif:or_dirty(bodypipe_nif:buffer_close(Buf),
+                          fun() -> bodypipe_nif:buffer_close_dirty(Buf) end).
 
 %% @doc Ends the body with an error: Python readers get the data written so far,
 %% then `BodyAborted' whose message is `Reason' formatted as Erlang prints it.
@@ -102,10 +98,8 @@ close(Buf) ->
 -spec abort(buffer(), term()) -> ok.
 abort(Buf, Reason) ->
     Text = format_reason(Reason),
-    case bodypipe_nif:buffer_abort(Buf, Text) of
-        dirty -> bodypipe_nif:buffer_abort_dirty(Buf, Text);
-        ok -> ok
-    end.
+    bodypipe_nif:or_dirty(bodypipe_nif:buffer_abort(Buf, Text),
+                          fun() -> bodypipe_nif:buffer_abort_dirty(Buf, Text) end).
 
 %% @doc Asks for `{py_buffer, Buf, writable}' once unread bytes fall below half
 %% of `max_buffered' (at once if they already are, and always for an unbounded
@@ -114,10 +108,8 @@ abort(Buf, Reason) ->
 %% per call.
 -spec notify_writable(buffer()) -> ok.
 notify_writable(Buf) ->
-    case bodypipe_nif:buffer_notify_writable(Buf) of
-        dirty -> bodypipe_nif:buffer_notify_writable_dirty(Buf);
-        ok -> ok
-    end.
+    bodypipe_nif:or_dirty(bodypipe_nif:buffer_notify_writable(Buf),
+                          fun() -> bodypipe_nif:buffer_notify_writable_dirty(Buf) end).
 
 %% @doc Counters of the buffer.
 -spec info(buffer()) -> info().

@@ -1,5 +1,5 @@
 %% End-to-end tests of bodypipe_http: the demo WSGI apps (demo/) served by
-%% mochiweb in this VM, driven by real clients (curl, Python's http.client)
+%% bodypipe_http in this VM, driven by real clients (curl, Python's http.client)
 %% over 127.0.0.1. The `validated' group runs the same tests with every app
 %% wrapped in `wsgiref.validate.validator' (its warnings turned into errors).
 -module(bodypipe_http_SUITE).

@@ -9,12 +9,18 @@
 -export([contexts/1, exec_eval/1, eval_locals/1, exceptions/1, bad_args/1,
          to_python/1, from_python/1, big_integers/1, opaque_refs/1, call_forms/1,
          builtin_modules/1, c_extensions/1, pinned_libpython/1,
-         buffer_is_pybuffer/1, many_blocked_readers/1, pool_threads_keep_their_state/1]).
+         buffer_is_pybuffer/1, many_blocked_readers/1, pool_threads_keep_their_state/1,
+         caller_death_frees_the_thread/1, a_call_that_ended_keeps_its_buffers/1,
+         a_block_too_large_for_a_binary_is_a_memory_error/1]).
+-export([alloc_failure_probe/1]).
+-export([call_async_reply/1]).
 
 all() ->
     [contexts, exec_eval, eval_locals, exceptions, bad_args, to_python, from_python,
      big_integers, opaque_refs, call_forms, builtin_modules, c_extensions,
-     pinned_libpython, buffer_is_pybuffer, many_blocked_readers, pool_threads_keep_their_state].
+     pinned_libpython, buffer_is_pybuffer, many_blocked_readers, pool_threads_keep_their_state,
+     caller_death_frees_the_thread, a_call_that_ended_keeps_its_buffers,
+     a_block_too_large_for_a_binary_is_a_memory_error, call_async_reply].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(bodypipe),
@@ -243,6 +249,89 @@ many_blocked_readers(_Config) ->
     ct:comment("~p concurrent blocked readers, done in ~p ms", [N, erlang:monotonic_time(millisecond) - T0]),
     ok.
 
+%% A process blocked in py:call on a read of a buffer it does not own is killed:
+%% the call's buffers are aborted, so the Python read raises BodyAborted and the
+%% pool thread is freed (the Python side records what its read saw).
+caller_death_frees_the_thread(_Config) ->
+    {ok, Buf} = py_buffer:new(),                  % owned by this process, which lives on
+    ok = py_buffer:write(Buf, <<"partial">>),
+    Caller = spawn(fun() -> py:call(bp_read, read_and_record, [Buf]) end),
+    {ok, <<"reading">>} = py:call(bp_read, next_event, []),
+    exit(Caller, kill),
+    {ok, <<"BodyAborted: caller_down">>} = py:call(bp_read, next_event, []),
+    #{aborted := true, abort_reason := <<"caller_down">>} = py_buffer:info(Buf),
+    %% Nested in the arguments (a WSGI environ), the same.
+    {ok, Buf2} = py_buffer:new(),
+    Caller2 = spawn(fun() ->
+                            py:eval(py:context(default),
+                                    <<"__import__('bp_read').read_and_record(env['wsgi.input'])">>,
+                                    #{<<"env">> => #{<<"wsgi.input">> => Buf2, <<"k">> => [{Buf2}]}})
+                    end),
+    {ok, <<"reading">>} = py:call(bp_read, next_event, []),
+    exit(Caller2, shutdown),
+    {ok, <<"BodyAborted: caller_down">>} = py:call(bp_read, next_event, []),
+    ok.
+
+%% The watch ends with the call: a caller that exits after its call returned
+%% leaves the buffers it passed alone.
+a_call_that_ended_keeps_its_buffers(_Config) ->
+    {ok, Buf} = py_buffer:new(),
+    ok = py_buffer:write(Buf, <<"abc">>),
+    Self = self(),
+    {Pid, Ref} = spawn_monitor(fun() -> Self ! {self(), py:call(bp_read, read_some, [Buf, 3])} end),
+    receive {Pid, {ok, <<"abc">>}} -> ok end,
+    receive {'DOWN', Ref, process, Pid, normal} -> ok end,
+    %% The monitor was removed before the result was sent, so no abort can come now.
+    #{aborted := false} = py_buffer:info(Buf),
+    ok = py_buffer:write(Buf, <<"more">>),
+    ok = py_buffer:close(Buf),
+    {ok, <<"more">>} = py:call(bp_read, read_all, [Buf]),
+    ok.
+
+%% A Python block too large to copy into an Erlang binary becomes a MemoryError
+%% for the caller, where the VM used to abort ("binary_alloc: Cannot allocate").
+%%
+%% A real allocation failure, made cheap: in a peer VM (so this node is never at
+%% risk), Python lowers the process's address-space limit (RLIMIT_AS) to what
+%% the VM uses now plus 1.5 times the block, then makes the block (a zeroed
+%% `bytes', whose untouched pages cost no memory). Python's copy fits; the
+%% Erlang copy of the same size cannot. Without the fallible allocation the
+%% peer VM dies and the call below fails with it.
+a_block_too_large_for_a_binary_is_a_memory_error(_Config) ->
+    Paths = lists:usort([filename:dirname(code:which(M)) || M <- [py, ?MODULE]]),
+    {ok, Peer, _} = peer:start_link(#{connection => standard_io,
+                                   args => lists:append([["-pa", P] || P <- Paths])}),
+    try
+        {Result, After} = peer:call(Peer, ?MODULE, alloc_failure_probe, [512 bsl 20], 120000),
+        ct:log("result: ~p; after: ~p", [Result, After]),
+        {error, {<<"MemoryError">>, Msg}} = Result,
+        {match, _} = re:run(Msg, <<"536870912 bytes">>),
+        %% The VM and the interpreter go on normally.
+        {ok, 1000} = After
+    after
+        peer:stop(Peer)
+    end.
+
+%% Runs in the peer VM of a_block_too_large_for_a_binary_is_a_memory_error.
+alloc_failure_probe(Size) ->
+    {ok, _} = application:ensure_all_started(bodypipe),
+    C = py:context(alloc_failure),
+    ok = py:exec(C, <<"import resource\n"
+                      "OLD = resource.getrlimit(resource.RLIMIT_AS)\n"
+                      "def vm_size():\n"
+                      "    with open('/proc/self/status') as f:\n"
+                      "        for line in f:\n"
+                      "            if line.startswith('VmSize:'):\n"
+                      "                return int(line.split()[1]) * 1024\n"
+                      "def huge(n):\n"
+                      "    resource.setrlimit(resource.RLIMIT_AS, (vm_size() + n + n // 2, OLD[1]))\n"
+                      "    return bytes(n)\n"
+                      "def relax():\n"
+                      "    resource.setrlimit(resource.RLIMIT_AS, OLD)\n">>),
+    Result = py:eval(C, <<"huge(n)">>, #{<<"n">> => Size}),
+    ok = py:exec(C, <<"relax()">>),
+    {Result, py:eval(C, <<"len(bytes(1000))">>)}.
+
 wait_until(Fun, Timeout) when Timeout =< 0 ->
     case Fun() of true -> ok; false -> {error, timeout} end;
 wait_until(Fun, Timeout) ->
@@ -250,3 +339,19 @@ wait_until(Fun, Timeout) ->
         true -> ok;
         false -> timer:sleep(50), wait_until(Fun, Timeout - 50)
     end.
+
+%% py:call_async/4: the result arrives as {Ref, Result}, once, while the caller is free
+%% to receive other messages (bodypipe_http's connection process streams a body meanwhile).
+call_async_reply(_Config) ->
+    C = py:context(?FUNCTION_NAME),
+    {ok, Ref} = py:call_async(C, time, sleep, [0.2]),
+    self() ! other,
+    receive other -> ok after 5000 -> error(other_not_received) end,   % not blocked
+    ?assertEqual({ok, none}, receive {Ref, R} -> R after 5000 -> timeout end),
+    ?assertEqual(none, receive {Ref, _} = Again -> Again after 300 -> none end),
+    {ok, Ref1} = py:call_async(C, operator, mul, [6, 7]),
+    ?assertEqual({ok, 42}, receive {Ref1, R1} -> R1 after 5000 -> timeout end),
+    {ok, Ref2} = py:call_async(C, builtins, int, [<<"x">>]),
+    ?assertMatch({error, {<<"ValueError">>, _}}, receive {Ref2, R2} -> R2 after 5000 -> timeout end),
+    ?assertError(badarg, py:call_async(C, time, sleep, not_a_list)),
+    ok.

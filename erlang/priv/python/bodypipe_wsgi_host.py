@@ -7,18 +7,38 @@ here as latin-1, PEP 3333's "bytes as native strings"), puts the request's ``py_
 calls and the iterable up to its first non-empty block, or all of it for a list/tuple), ``more``
 is ``None`` when the response is complete, else a :class:`Response` that Erlang steps with
 ``next()`` (one non-empty block per call, ``None`` at the end) and ``close()`` when the client
-goes away. The iterable's ``close()`` is always called (PEP 3333).
+goes away. The iterable's ``close()`` is always called (PEP 3333); if it raises, the traceback
+goes to ``wsgi.errors`` and the response is still complete.
+
+``start_response`` checks what will be written to the socket: header names must be RFC 9110
+tokens, header values and the status free of control characters (CR, LF, NUL, ... ; HTAB is
+allowed) and of anything outside latin-1, the status a final one (``"200 OK"``: three digits,
+100-199 refused since they are not final), ``Content-Length`` a run of digits (identical repeats
+are merged). A violation raises ``ValueError`` in the application; uncaught, it is a 500. The
+status and headers go to Erlang as latin-1 ``bytes``. Blocks go to Erlang at most
+``MAX_BLOCK`` bytes at a time (a larger block is sent in slices over several steps), so a huge
+``bytes`` object returned by an application never has to be copied into one Erlang binary.
 """
 
+import collections
 import contextvars
 import importlib
+import re
 import sys
 import traceback
 import warnings
 
-__all__ = ["load", "run", "Response"]
+__all__ = ["load", "run", "Response", "MAX_BLOCK"]
+
+MAX_BLOCK = 1 << 20
 
 _apps = {}
+
+# RFC 9110 §5.6.2 token; field values and reason phrases: HTAB, SP, VCHAR, obs-text.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
+_STATUS = re.compile(r"[2-5][0-9][0-9] [\t\x20-\x7e\x80-\xff]*\Z")
+_DIGITS = re.compile(r"[0-9]+\Z")
 
 _HOP_BY_HOP = frozenset(
     ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -53,8 +73,8 @@ def _error_response(environ):
     except Exception:  # pragma: no cover - the error stream itself failed
         pass
     body = b"Internal Server Error\n"
-    headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
-    return ("500 Internal Server Error", headers, [body], None)
+    headers = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"%d" % len(body))]
+    return (b"500 Internal Server Error", headers, [body], None)
 
 
 class Response:
@@ -71,7 +91,7 @@ class Response:
         self.status = None
         self.headers = None
         self.sent = False
-        self.pending = []
+        self.pending = collections.deque()
         self.iterable = None
         self.iterator = None
         self.closed = False
@@ -85,16 +105,36 @@ class Response:
                 exc_info = None  # no reference cycle through the traceback
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        if type(status) is not str or len(status) < 4 or not status[:3].isdigit():
-            raise ValueError(f"bad WSGI status {status!r}")
+        if type(status) is not str:
+            raise TypeError(f"the WSGI status must be str: {status!r}")
+        if not _STATUS.match(status):
+            raise ValueError(f"bad WSGI status {status!r} (want a final status like '200 OK', "
+                             "without control characters)")
         clean = []
+        length = None
         for name, value in headers:
             if type(name) is not str or type(value) is not str:
                 raise TypeError(f"WSGI header names and values must be str: {name!r}: {value!r}")
-            if name.lower() in _HOP_BY_HOP:
+            if not _TOKEN.match(name):
+                raise ValueError(f"bad header name {name!r} (not an RFC 9110 token)")
+            if not _FIELD_VALUE.match(value):
+                raise ValueError(f"bad value for header {name!r}: {value!r} (control character "
+                                 "or not latin-1)")
+            lower = name.lower()
+            if lower in _HOP_BY_HOP:
                 continue  # the server owns the framing
-            clean.append((name, value))
-        self.status = status
+            if lower == "content-length":
+                value = value.strip(" \t")
+                if not _DIGITS.match(value):
+                    raise ValueError(f"bad Content-Length {value!r}")
+                if length is not None:
+                    if int(value) != length:
+                        raise ValueError("two different Content-Length headers")
+                    continue
+                length = int(value)
+                value = str(length)
+            clean.append((name.encode("latin-1"), value.encode("latin-1")))
+        self.status = status.encode("latin-1")
         self.headers = clean
         return self.write
 
@@ -108,30 +148,42 @@ class Response:
             self.pending.append(data)
 
     def _take_pending(self):
-        out, self.pending = self.pending, []
+        """Up to MAX_BLOCK bytes of the pending blocks (a larger block is sliced)."""
+        out = []
+        room = MAX_BLOCK
+        pending = self.pending
+        while pending and room > 0:
+            block = pending.popleft()
+            if len(block) > room:
+                view = block if type(block) is memoryview else memoryview(block)
+                pending.appendleft(view[room:])
+                block = view[:room]
+            room -= len(block)
+            out.append(block if type(block) is bytes else bytes(block))
         return out
 
     def first(self, result):
         """Step the iterable to its first non-empty block (or its end)."""
         self.iterable = result
         if isinstance(result, (list, tuple)):
+            self.pending.extend(c if type(c) is bytes else bytes(c) for c in result if c)
             chunks = self._take_pending()
-            chunks.extend(c if type(c) is bytes else bytes(c) for c in result if c)
+            if self.pending:
+                return self._headers_out(chunks, self)  # the rest in later steps
             self._close()
             return self._headers_out(chunks, None)
         self.iterator = iter(result)
-        chunks = self._take_pending()
-        while not chunks:
+        while not self.pending:
             block = next(self.iterator, None)
             if block is None:
-                chunks = self._take_pending()
-                self._close()
-                return self._headers_out(chunks, None)
+                self.iterator = None
+                break
             if block:
-                chunks = self._take_pending()
-                chunks.append(block if type(block) is bytes else bytes(block))
-            else:
-                chunks = self._take_pending()
+                self.pending.append(block if type(block) is bytes else bytes(block))
+        chunks = self._take_pending()
+        if self.iterator is None and not self.pending:
+            self._close()
+            return self._headers_out(chunks, None)
         return self._headers_out(chunks, self)
 
     def _headers_out(self, chunks, more):
@@ -148,7 +200,8 @@ class Response:
         try:
             while True:
                 if self.pending:
-                    return b"".join(self._take_pending())
+                    chunks = self._take_pending()
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 if self.iterator is None:
                     self._close()
                     return None
@@ -176,10 +229,18 @@ class Response:
             return None
         self.closed = True
         self.iterator = None
+        self.pending.clear()
         close = getattr(self.iterable, "close", None)
         self.iterable = None
         if close is not None:
-            close()
+            try:
+                close()
+            except Exception:
+                # The response is complete (or already cut short): the error is the app's
+                # to fix, not the client's to see.
+                print("bodypipe: the response iterable's close() raised:",
+                      file=self.environ.get("wsgi.errors", sys.stderr))
+                traceback.print_exc(file=self.environ.get("wsgi.errors", sys.stderr))
         return None
 
 

@@ -55,7 +55,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Whether a NIF may wait for the writer lock. Normal schedulers must not: the lock can be held
 /// by a large write on a dirty scheduler, so on contention they hand the call to a dirty variant.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Wait {
+pub(crate) enum Wait {
     /// `try_lock`; report [`Busy`] if another process holds the writer.
     Never,
     /// Block until the writer is free (dirty schedulers, destructors).
@@ -63,7 +63,7 @@ enum Wait {
 }
 
 /// The writer lock is held by someone else; redo the call on a dirty scheduler.
-struct Busy;
+pub(crate) struct Busy;
 
 impl Shared {
     fn lock_writer(&self, wait: Wait) -> Result<MutexGuard<'_, Option<Writer>>, Busy> {
@@ -103,6 +103,18 @@ impl BufferRes {
     /// The reader side, for handing to Python.
     pub fn reader(&self) -> Arc<Reader> {
         self.shared.reader.clone()
+    }
+
+    /// The writer slot (`None` once closed or aborted), for writers other than `write/2` (the
+    /// chunked decoder); with [`Wait::Never`], `Err(Busy)` when another process holds it.
+    pub(crate) fn lock_writer(&self, wait: Wait) -> Result<MutexGuard<'_, Option<Writer>>, Busy> {
+        self.shared.lock_writer(wait)
+    }
+
+    /// Aborts the stream with `reason` unless it is already closed or aborted, without waiting
+    /// for the writer: safe on a normal scheduler (see [`abort_without_waiting`]).
+    pub(crate) fn abort_soon(&self, reason: &'static str) {
+        abort_without_waiting(self.shared.clone(), reason);
     }
 
     /// Removes and returns the processes waiting for a writable/closed message.
@@ -234,7 +246,7 @@ fn get_buf<'a>(t: Term<'a>) -> NifResult<&'a BufferRes> {
     t.try_get_resource::<BufferRes>().ok_or(Error::BadArg)
 }
 
-fn write_error_atom(e: WriteError) -> Atom {
+pub(crate) fn write_error_atom(e: WriteError) -> Atom {
     match e {
         WriteError::Closed => atoms::closed(),
         WriteError::ExceedsContentLength => atoms::exceeds_content_length(),

@@ -9,7 +9,7 @@
 //! str -> UTF-8 binary, bytes/bytearray -> binary, list -> list, tuple -> tuple, dict -> map;
 //! anything else -> an opaque reference that can be passed back into later calls.
 
-use pyo3::exceptions::{PyRecursionError, PyTypeError};
+use pyo3::exceptions::{PyMemoryError, PyRecursionError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use rustler::{Binary, Encoder, Env, Term, TermType};
@@ -166,8 +166,10 @@ fn big_etf(negative: bool, digits: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn make_binary<'a>(env: Env<'a>, data: &[u8]) -> Term<'a> {
-    crate::binary_term(env, data)
+/// A binary copy of `data`; `MemoryError` if the VM cannot allocate it (never a VM abort).
+fn make_binary<'a>(env: Env<'a>, data: &[u8]) -> PyResult<Term<'a>> {
+    crate::try_binary_term(env, data)
+        .ok_or_else(|| PyMemoryError::new_err(format!("cannot allocate an Erlang binary of {} bytes", data.len())))
 }
 
 /// Converts a Python object into an Erlang term.
@@ -205,13 +207,15 @@ pub fn to_term<'a>(env: Env<'a>, obj: &Bound<'_, PyAny>, depth: usize) -> PyResu
     }
     if let Ok(s) = obj.cast::<PyString>() {
         let bytes = s.encode_utf8()?;
-        return Ok(make_binary(env, bytes.as_bytes()));
+        return make_binary(env, bytes.as_bytes());
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(make_binary(env, b.as_bytes()));
+        return make_binary(env, b.as_bytes());
     }
     if let Ok(b) = obj.cast::<PyByteArray>() {
-        return Ok(make_binary(env, &b.to_vec()));
+        // SAFETY: the GIL is held and no Python code runs during the copy, so nothing can
+        // resize or free the bytearray's buffer while it is borrowed.
+        return make_binary(env, unsafe { b.as_bytes() });
     }
     if let Ok(l) = obj.cast::<PyList>() {
         let items = l.iter().map(|x| to_term(env, &x, depth + 1)).collect::<PyResult<Vec<_>>>()?;

@@ -4,6 +4,7 @@
 //! arguments into a process-independent environment and returns `ok`, and the result comes back
 //! as a message `{Ref, Result}` to the calling process.
 
+pub mod caller;
 pub mod convert;
 pub mod pool;
 
@@ -143,6 +144,8 @@ struct Job {
     reference: SavedTerm,
     ctx: Vec<u8>,
     op: Op,
+    /// Aborts the call's buffers if the caller dies before the call ends.
+    watch: Option<caller::Watch>,
 }
 
 /// What a job produced, before conversion.
@@ -195,10 +198,23 @@ fn execute(py: Python<'_>, env: Env<'_>, ctx_key: &[u8], op: &Op) -> Outcome {
     }
 }
 
+/// Longest exception message passed on; longer ones are cut (at a character boundary), so a
+/// huge message costs no huge copy.
+const MAX_ERROR_MESSAGE: usize = 64 << 10;
+
 fn error_term<'a>(py: Python<'_>, env: Env<'a>, e: &PyErr) -> Term<'a> {
     let name = e.get_type(py).name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|_| "Exception".into());
-    let msg = e.value(py).str().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let msg = e.value(py).str().map(|s| cut(&s.to_string_lossy(), MAX_ERROR_MESSAGE).to_owned()).unwrap_or_default();
     plain_error(env, &name, &msg)
+}
+
+/// At most `max` bytes of `s`, ending at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn plain_error<'a>(env: Env<'a>, name: &str, msg: &str) -> Term<'a> {
@@ -206,8 +222,15 @@ fn plain_error<'a>(env: Env<'a>, name: &str, msg: &str) -> Term<'a> {
     (atoms::error(), pair).encode(env)
 }
 
-fn run_job(job: Job) {
-    let Job { mut env, pid, reference, ctx, op } = job;
+fn run_job(mut job: Job) {
+    let watch = job.watch.take();
+    send_result(job);
+    // The call has ended (its result is sent): the caller's death no longer concerns it.
+    drop(watch);
+}
+
+fn send_result(job: Job) {
+    let Job { mut env, pid, reference, ctx, op, .. } = job;
     if let Err(msg) = ensure_python() {
         let _ = env.send_and_clear(&pid, |e| (reference.load(e), plain_error(e, "RuntimeError", &msg)));
         return;
@@ -268,10 +291,13 @@ fn submit<'a>(env: Env<'a>, job: Job) -> NifResult<Term<'a>> {
     }
 }
 
+/// A job for the pool; `passed` are the terms that become Python values (whose buffers are
+/// aborted if the caller dies during the call).
 fn new_job<'a>(
     env: Env<'a>,
     reference: Term<'a>,
     ctx: Term<'a>,
+    passed: &[Term<'a>],
     op: impl FnOnce(&OwnedEnv) -> NifResult<Op>,
 ) -> NifResult<Job> {
     if !reference.is_ref() {
@@ -281,14 +307,15 @@ fn new_job<'a>(
     let owned = OwnedEnv::new();
     let op = op(&owned)?;
     let reference = owned.save(reference);
-    Ok(Job { env: owned, pid: env.pid(), reference, ctx, op })
+    let watch = caller::Watch::start(env, passed);
+    Ok(Job { env: owned, pid: env.pid(), reference, ctx, op, watch })
 }
 
 /// `py_exec(Ref, Ctx, Code)` -> `ok`; later `{Ref, ok | {error, {Name, Msg}}}`.
 #[rustler::nif]
 fn py_exec<'a>(env: Env<'a>, reference: Term<'a>, ctx: Term<'a>, code: Term<'a>) -> NifResult<Term<'a>> {
     let code = code_arg(code)?;
-    let job = new_job(env, reference, ctx, |_| Ok(Op::Exec { code }))?;
+    let job = new_job(env, reference, ctx, &[], |_| Ok(Op::Exec { code }))?;
     submit(env, job)
 }
 
@@ -309,7 +336,8 @@ fn py_eval<'a>(
     } else {
         return Err(Error::BadArg);
     };
-    let job = new_job(env, reference, ctx, |o| Ok(Op::Eval { code, locals: locals.map(|l| o.save(l)) }))?;
+    let passed: Vec<Term> = locals.into_iter().collect();
+    let job = new_job(env, reference, ctx, &passed, |o| Ok(Op::Eval { code, locals: locals.map(|l| o.save(l)) }))?;
     submit(env, job)
 }
 
@@ -329,7 +357,7 @@ fn py_call<'a>(
     }
     let module_is_obj = module.try_get_resource::<convert::PyObjRes>().is_some();
     let module_name = if module_is_obj { None } else { Some(name_arg(module)?) };
-    let job = new_job(env, reference, ctx, |o| {
+    let job = new_job(env, reference, ctx, &[args], |o| {
         let target = match module_name {
             Some(n) => Target::Module(n),
             None => Target::Object(o.save(module)),

@@ -1,0 +1,83 @@
+%% @doc An acceptor of a `bodypipe_http' server: accepts connections on the
+%% shared listening socket and starts one `bodypipe_http_conn' process for each.
+%%
+%% Connection processes are linked to the acceptor that started them, so
+%% stopping the server (which kills the acceptors) ends them too. The acceptor
+%% traps exits, so a connection that crashes does not take the acceptor or its
+%% other connections with it; it discards those exit messages before every
+%% accept, so its mailbox holds no more than one message per connection that
+%% ended since the last accept.
+%%
+%% While the server holds `max_connections' connections, the acceptor stops
+%% accepting (the kernel's backlog queues new ones) and checks again when one of
+%% its connections ends, or every 50 ms (a connection of another acceptor may
+%% have ended). Acceptors check the count independently, so it may be exceeded
+%% by at most the number of acceptors minus one.
+-module(bodypipe_http_acceptor).
+
+-export([start_link/2]).
+-export([init/3]).
+
+-define(RECHECK_MS, 50).
+
+%% @doc Starts an acceptor on `LSock'.
+-spec start_link(gen_tcp:socket(), bodypipe_http:config()) -> {ok, pid()}.
+start_link(LSock, Cfg) ->
+    {ok, proc_lib:spawn_link(?MODULE, init, [self(), LSock, Cfg])}.
+
+%% @private
+-spec init(pid(), gen_tcp:socket(), bodypipe_http:config()) -> no_return().
+init(Parent, LSock, Cfg) ->
+    process_flag(trap_exit, true),
+    put(bodypipe_http_parent, Parent),
+    loop(LSock, Cfg).
+
+loop(LSock, #{counters := Counters, max_connections := Max} = Cfg) ->
+    ok = flush_exits(),
+    case bodypipe_http_server:connections(Counters) >= Max of
+        true ->
+            receive {'EXIT', Pid, Reason} -> exited(Pid, Reason) after ?RECHECK_MS -> ok end,
+            loop(LSock, Cfg);
+        false ->
+            accept(LSock, Cfg)
+    end.
+
+accept(LSock, Cfg) ->
+    case gen_tcp:accept(LSock) of
+        {ok, Sock} ->
+            %% Counted here, before the next check; the connection takes it back.
+            bodypipe_http_server:connection_opened(maps:get(counters, Cfg)),
+            Pid = bodypipe_http_conn:start_link(Cfg),
+            _ = case gen_tcp:controlling_process(Sock, Pid) of
+                    ok -> Pid ! {bodypipe_http_socket, Sock};
+                    %% The connection ends at once (and takes its count back).
+                    {error, _} -> gen_tcp:close(Sock), Pid ! bodypipe_http_no_socket
+                end,
+            loop(LSock, Cfg);
+        {error, closed} ->
+            exit(normal);
+        {error, Reason} when Reason =:= emfile; Reason =:= enfile; Reason =:= enobufs;
+                             Reason =:= enomem ->
+            %% Out of descriptors or memory: the connections in the backlog wait.
+            logger:warning("bodypipe_http: accept failed: ~p", [Reason]),
+            receive {'EXIT', Pid, Why} -> exited(Pid, Why) after 100 -> ok end,
+            loop(LSock, Cfg);
+        {error, _} ->
+            %% A connection reset before it was accepted (econnaborted...).
+            loop(LSock, Cfg)
+    end.
+
+flush_exits() ->
+    receive
+        {'EXIT', Pid, Reason} -> exited(Pid, Reason), flush_exits()
+    after 0 ->
+        ok
+    end.
+
+%% A connection ended (its count was taken back by the connection itself), or
+%% the supervisor did: then the acceptor goes too.
+exited(Pid, Reason) ->
+    case get(bodypipe_http_parent) of
+        Pid -> exit(Reason);
+        _ -> ok
+    end.

@@ -1,0 +1,102 @@
+%% @doc One `bodypipe_http' server: a supervisor, registered under the
+%% server's name, that owns the listening socket and supervises the acceptors
+%% (`bodypipe_http_acceptor').
+%%
+%% The supervisor opens the socket in its `init/1', so the socket lives exactly
+%% as long as the server: stopping the supervisor closes it, and the acceptors
+%% (and through their links the connections) go with it. With `reuseport' the
+%% socket is opened with `SO_REUSEPORT', so several servers (for instance one
+%% per VM) can listen on one port and the kernel spreads connections over them.
+-module(bodypipe_http_server).
+-behaviour(supervisor).
+
+-export([start_link/1, port/1, info/1, new_counters/0]).
+-export([connections/1, body_readers/1, connection_opened/1, connection_closed/1]).
+-export([init/1]).
+
+-define(CONNECTIONS, 1).
+-define(BODY_READERS, 2).
+
+%% @doc Starts the server described by `Cfg' (made by `bodypipe_http').
+-spec start_link(bodypipe_http:config()) -> {ok, pid()} | {error, term()}.
+start_link(#{name := Name} = Cfg) ->
+    supervisor:start_link({local, Name}, ?MODULE, Cfg).
+
+%% @doc The port the server `Name' listens on.
+-spec port(atom()) -> inet:port_number().
+port(Name) ->
+    {ok, #{start := {_, _, [LSock | _]}}} = supervisor:get_childspec(Name, {acceptor, 1}),
+    {ok, Port} = inet:port(LSock),
+    Port.
+
+%% @doc See `bodypipe_http:info/1'.
+-spec info(atom()) -> #{atom() => non_neg_integer()}.
+info(Name) ->
+    {ok, #{start := {_, _, [LSock, Cfg]}}} = supervisor:get_childspec(Name, {acceptor, 1}),
+    #{counters := Counters, max_body_readers := Max} = Cfg,
+    {ok, Port} = inet:port(LSock),
+    #{connections => connections(Counters), body_readers => body_readers(Counters),
+      max_body_readers => Max, port => Port}.
+
+%% @doc The counters shared by a server's processes: open connections and
+%% requests whose body is being read (see `bodypipe_http_conn').
+-spec new_counters() -> atomics:atomics_ref().
+new_counters() ->
+    atomics:new(2, [{signed, true}]).
+
+%% @doc Open connections of a server's `counters'.
+-spec connections(atomics:atomics_ref()) -> integer().
+connections(Counters) ->
+    atomics:get(Counters, ?CONNECTIONS).
+
+%% @doc Counts a connection in (by its acceptor) and out (by the connection).
+-spec connection_opened(atomics:atomics_ref()) -> ok.
+connection_opened(Counters) ->
+    atomics:add(Counters, ?CONNECTIONS, 1).
+
+-spec connection_closed(atomics:atomics_ref()) -> ok.
+connection_closed(Counters) ->
+    atomics:sub(Counters, ?CONNECTIONS, 1).
+
+%% @doc Requests of a server's `counters' holding a body-reader slot.
+-spec body_readers(atomics:atomics_ref()) -> integer().
+body_readers(Counters) ->
+    atomics:get(Counters, ?BODY_READERS).
+
+-spec init(bodypipe_http:config()) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+init(#{ip := IP, port := Port, backlog := Backlog, reuseport := ReusePort,
+       send_timeout := SendTimeout, acceptors := N} = Cfg) ->
+    Opts = [binary, {packet, raw}, {active, false}, {ip, IP}, {reuseaddr, true},
+            {backlog, Backlog}, {nodelay, true},
+            %% Socket reads while a head is awaited; bodies are read
+            %% chunk_size at a time (bodypipe_http_conn). The kernel sizes
+            %% its own buffers.
+            {buffer, bodypipe_http_conn:head_read(Cfg)},
+            %% A client that stops reading the response cannot hold the
+            %% connection process forever.
+            {send_timeout, SendTimeout}, {send_timeout_close, true},
+            %% A client that half-closes after its request still gets the response.
+            {exit_on_close, false}]
+        ++ reuseport(ReusePort),
+    case gen_tcp:listen(Port, Opts) of
+        {ok, LSock} ->
+            Acceptors = [#{id => {acceptor, I},
+                           start => {bodypipe_http_acceptor, start_link, [LSock, Cfg]},
+                           restart => permanent, shutdown => brutal_kill, type => worker,
+                           modules => [bodypipe_http_acceptor]}
+                         || I <- lists:seq(1, N)],
+            {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Acceptors}};
+        {error, Reason} ->
+            %% start_link returns {error, {listen, Reason}}.
+            exit({listen, Reason})
+    end.
+
+%% SO_REUSEPORT (OTP 25 has no portable option for it): SOL_SOCKET = 1,
+%% SO_REUSEPORT = 15 on Linux.
+reuseport(false) ->
+    [];
+reuseport(true) ->
+    case os:type() of
+        {unix, linux} -> [{raw, 1, 15, <<1:32/native>>}];
+        _ -> []
+    end.
