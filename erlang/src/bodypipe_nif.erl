@@ -38,10 +38,10 @@ buffer_write_dirty(_Buf, _Data) -> ?not_loaded.
 %% normal scheduler) when a large write on a dirty scheduler holds it; the
 %% facade then calls the `_dirty' variant, which waits.
 
--spec buffer_close(reference()) -> ok | dirty.
+-spec buffer_close(reference()) -> ok | {error, incomplete} | dirty.
 buffer_close(_Buf) -> ?not_loaded.
 
--spec buffer_close_dirty(reference()) -> ok.
+-spec buffer_close_dirty(reference()) -> ok | {error, incomplete}.
 buffer_close_dirty(_Buf) -> ?not_loaded.
 
 -spec buffer_abort(reference(), binary()) -> ok | dirty.

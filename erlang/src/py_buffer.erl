@@ -88,12 +88,17 @@ write(Buf, Data) ->
         Result -> Result
     end.
 
-%% @doc Ends the body: Python reads the remaining data, then EOF. Idempotent.
--spec close(buffer()) -> ok.
+%% @doc Ends the body: Python reads the remaining data, then EOF. Idempotent
+%% (`ok' once closed or aborted).
+%%
+%% A declared content length is a promise: closing before it is reached returns
+%% `{error, incomplete}' and ends the body as an abort, so Python readers get the
+%% bytes written, then `BodyAborted("incomplete body")', never a clean EOF.
+-spec close(buffer()) -> ok | {error, incomplete}.
 close(Buf) ->
     case bodypipe_nif:buffer_close(Buf) of
         dirty -> bodypipe_nif:buffer_close_dirty(Buf);
-        ok -> ok
+        Result -> Result
     end.
 
 %% @doc Ends the body with an error: Python readers get the data written so far,

@@ -27,7 +27,9 @@
 
 mod aio;
 mod buffer;
+mod bytes;
 mod errors;
+mod gather;
 mod wait;
 mod writer;
 
@@ -35,7 +37,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 pub use buffer::{PyBuffer, SegmentView};
-pub use errors::BodyAborted;
+pub use errors::{BodyAborted, IncompleteBody};
 pub use writer::Writer;
 
 use std::sync::Arc;
@@ -88,8 +90,9 @@ fn pipe<'py>(
         builder = builder.segment_size(n);
     }
     let (w, r) = builder.build().map_err(errors::build_error)?;
-    let writer = Bound::new(py, Writer::new(w))?;
-    let reader = Bound::new(py, PyBuffer::from_reader(Arc::new(r)))?;
+    let r = Arc::new(r);
+    let writer = Bound::new(py, Writer::with_reader(w, Arc::downgrade(&r)))?;
+    let reader = Bound::new(py, PyBuffer::from_reader(r))?;
     PyTuple::new(py, [writer.into_any(), reader.into_any()])
 }
 
@@ -123,18 +126,20 @@ fn feed(mut w: ::bodypipe::Writer, total: u64, chunk: usize) {
             Ok(()) => sent += n as u64,
             Err(::bodypipe::WriteError::Full) => {
                 if w.wait_writable(None).is_err() {
-                    w.close();
+                    // Nobody is reading (the reader hung up): how the body ends is moot.
+                    let _moot = w.close();
                     return;
                 }
             }
             Err(::bodypipe::WriteError::Closed) => {
-                w.close();
+                let _moot = w.close();
                 return;
             }
             Err(_) => return,
         }
     }
-    w.close();
+    // Short of a declared length, the reader is told (an incomplete body); nobody else to tell.
+    let _told = w.close();
 }
 
 /// The `bodypipe` Python module. Exported so embedders can `append_to_inittab!` it.

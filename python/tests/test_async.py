@@ -390,9 +390,13 @@ def test_body_aborted(run):
         w, b = bodypipe.pipe()
         feed(w, [b"line\nrest"], delay=0.01, abort="gone")
         assert await b.areadline() == b"line\n"
-        assert await b.areadline() == b"rest"  # data first, as readline
-        with pytest.raises(bodypipe.BodyAborted):
+        # A last line that can never complete is no line: the abort, with its bytes.
+        with pytest.raises(bodypipe.BodyAborted) as ei:
             await b.areadline()
+        assert ei.value.partial == b"rest"
+        with pytest.raises(bodypipe.BodyAborted) as ei:
+            await b.areadline()
+        assert ei.value.partial == b""
 
     run(main)
 
