@@ -1552,6 +1552,206 @@ fn view_outlives_reader_and_writer_and_survives_writes() {
     }
 }
 
+/// Bytes of large allocations made by this thread and not yet freed.
+fn big_live() -> i64 {
+    BIG_LIVE.with(Cell::get)
+}
+
+#[test]
+fn a_small_view_pins_only_its_own_segment() {
+    // A 256 MiB body written and read; everything released but a 10-byte view: what stays
+    // allocated is that view's segment (the first one holds the first 64 KiB write; the last
+    // one is at most 8 MiB), not the body. Single-threaded, so every segment is allocated and
+    // freed by this thread.
+    for (label, at_end, most) in [("first", false, 80 << 10), ("last", true, 9 << 20)] {
+        let live = big_live();
+        let (mut w, r) = bodypipe::pipe();
+        let chunk = pattern(64 << 10, 21);
+        for _ in 0..(256 << 20) / chunk.len() {
+            w.write(&chunk).unwrap();
+        }
+        w.close().unwrap();
+        if at_end {
+            r.seek(SeekFrom::End(-10)).unwrap();
+        }
+        let view = r.views().remove(0);
+        r.seek(SeekFrom::Start(0)).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        while (&r).read(&mut buf).unwrap() > 0 {}
+        let body = big_live() - live;
+        assert!(body >= 256 << 20, "{label}: {body} bytes live with the body");
+        // (The first view is the whole 4 KiB first segment; a Python memoryview slice of it
+        // would pin the same.)
+        let expect = if at_end { chunk[chunk.len() - 10..].to_vec() } else { chunk[..view.len()].to_vec() };
+        drop((r, buf, chunk));
+        let kept = big_live() - live - expect.capacity() as i64;
+        eprintln!("{label} 10 bytes of a 256 MiB body: {kept} bytes live once all but the view is released");
+        assert!(kept <= most, "{label}: {kept} bytes kept alive by a view of 10 bytes");
+        assert_eq!(&view[..], &expect[..]);
+        drop((view, expect));
+        assert_eq!(big_live(), live, "{label}: everything freed with the view");
+    }
+
+    // The same in ring mode, and with the writer still alive after the reader is gone.
+    let live = big_live();
+    let (mut w, r) = Builder::new().max_buffered(1 << 20).build().unwrap();
+    let data = pattern(4096, 22);
+    let mut buf = vec![0u8; 4096];
+    stream_single_threaded(&mut w, &r, 8 << 20, &data, &mut buf);
+    w.write(&data).unwrap();
+    drop((data, buf));
+    let view = r.views().remove(0);
+    drop(r);
+    let kept = big_live() - live;
+    assert!(kept <= (1 << 20) + (256 << 10) * 2, "ring: {kept} bytes with the reader gone");
+    drop(w);
+    assert!(big_live() - live <= 256 << 10, "ring: one segment for the view");
+    drop(view);
+    assert_eq!(big_live(), live);
+}
+
+#[test]
+fn try_read_full_and_views_are_one_step() {
+    let (mut w, r) = Builder::new().segment_size(5).build().unwrap();
+    w.write(b"0123456789abc").unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(r.try_read_full(&mut buf).unwrap(), 8);
+    assert_eq!(&buf, b"01234567");
+    // Fewer than asked while open: nothing consumed.
+    assert_eq!(r.try_read_full(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert_eq!(r.position(), 8);
+    let views = r.try_read_views(2, 3).unwrap();
+    assert_eq!((views.len(), concat(&views)), (2, b"89a".to_vec()), "two segments, one range");
+    assert_eq!(r.try_read_views(3, 10).unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert!(r.try_read_views(1, 0).unwrap().is_empty(), "max 0 takes nothing");
+    assert_eq!(r.position(), 11);
+    // At the end, what is left; then EOF; after an abort, the abort.
+    w.close().unwrap();
+    assert_eq!(r.try_read_full(&mut buf).unwrap(), 2);
+    assert_eq!(r.try_read_full(&mut buf).unwrap(), 0);
+    assert!(r.try_read_views(1, 8).unwrap().is_empty());
+    let (mut w, r) = bodypipe::pipe();
+    w.write(b"xy").unwrap();
+    w.abort("gone");
+    assert_eq!(concat(&r.try_read_views(5, 5).unwrap()), b"xy");
+    assert_eq!(r.try_read_views(1, 5).unwrap_err().kind(), ErrorKind::ConnectionAborted);
+    assert_eq!(r.try_read_full(&mut buf).unwrap_err().kind(), ErrorKind::ConnectionAborted);
+}
+
+#[test]
+fn every_read_is_one_contiguous_slice_across_threads() {
+    // Four threads share one cursor over a body of 8-byte words that hold their own offsets;
+    // each result must be the body at its own offset (never spliced from two places), large
+    // (views, copied after the cursor is released) and small (copied under it), and together
+    // they must be the body exactly once. Streamed by a writer thread, unbounded and ring mode.
+    const SIZE: usize = 30 << 20; // a multiple of both steps
+    let body: Vec<u8> = (0..SIZE as u64 / 8).flat_map(|i| (i * 8).to_le_bytes()).collect();
+    for ring in [false, true] {
+        for step in [3 << 20, 4096] {
+            let b = Builder::new().max_size(1 << 30);
+            let (mut w, r) = if ring { b.max_buffered(4 << 20) } else { b }.build().unwrap();
+            let got: Mutex<Vec<(u64, usize)>> = Mutex::new(Vec::new());
+            thread::scope(|s| {
+                let body = &body;
+                s.spawn(move || {
+                    for c in body.chunks(200_000) {
+                        loop {
+                            match w.write(c) {
+                                Ok(()) => break,
+                                Err(WriteError::Full) => w.wait_writable(None).unwrap(),
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                    w.close().unwrap();
+                });
+                for t in 0..4 {
+                    let (r, got) = (&r, &got);
+                    s.spawn(move || {
+                        let mut buf = vec![0u8; step];
+                        loop {
+                            // Half the threads read views, half copy: both are one step.
+                            let chunk: Vec<u8> = if t % 2 == 0 {
+                                match r.try_read_views(step, step) {
+                                    Ok(v) if v.is_empty() => break,
+                                    Ok(v) => concat(&v),
+                                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                                        r.wait(step, None).unwrap();
+                                        continue;
+                                    }
+                                    Err(e) => panic!("{e}"),
+                                }
+                            } else {
+                                match r.try_read_full(&mut buf) {
+                                    Ok(0) => break,
+                                    Ok(n) => buf[..n].to_vec(),
+                                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                                        r.wait(step, None).unwrap();
+                                        continue;
+                                    }
+                                    Err(e) => panic!("{e}"),
+                                }
+                            };
+                            assert_eq!(chunk.len(), step, "a one-step read is whole");
+                            let at = u64::from_le_bytes(chunk[..8].try_into().unwrap());
+                            assert!(chunk == body[at as usize..at as usize + step], "spliced at {at}");
+                            got.lock().unwrap().push((at, chunk.len()));
+                        }
+                    });
+                }
+            });
+            let mut got = got.into_inner().unwrap();
+            got.sort();
+            let mut pos = 0;
+            for (at, n) in got {
+                assert_eq!(at, pos, "ring={ring} step={step}");
+                pos += n as u64;
+            }
+            assert_eq!(pos, SIZE as u64);
+        }
+    }
+}
+
+#[test]
+fn ring_mode_reuses_segments_pinned_by_large_reads_once_released() {
+    // A large read reserves its range and copies after releasing the cursor, so the segments it
+    // copies from are retired (and offered to the writer) while still pinned. The writer keeps
+    // them and reuses them once released, instead of allocating anew for every such read.
+    let (mut w, r) = Builder::new().max_buffered(1 << 20).build().unwrap();
+    let data = pattern(64 << 10, 23);
+    let mut round = |n: usize| {
+        for _ in 0..n {
+            while w.write(&data).is_ok() {}
+            let held = r.try_read_views(1, usize::MAX).unwrap(); // the cursor is past them
+            for _ in 0..4 {
+                w.write(&data).unwrap_or(()); // the writer refills meanwhile
+            }
+            assert!(held.iter().all(|v| v.chunks(data.len()).all(|c| data.starts_with(c) || c.len() < data.len())));
+            drop(held);
+        }
+    };
+    round(8);
+    let warm = big_bytes();
+    round(64);
+    let steady = big_bytes() - warm;
+    eprintln!("ring mode, 64 pinned large reads: {steady} bytes allocated after warm-up");
+    assert!(steady < 2 << 20, "{steady} bytes allocated for 64 rounds of pinned reads");
+}
+
+#[test]
+fn prefault_runs_no_further_ahead_than_the_bytes_written() {
+    // Segments of 64 MiB (the tuning knob, so one segment is large from the first byte): a
+    // 1-byte body is a page of RSS, not a 2 MiB prefault window.
+    let (mut w, r) = Builder::new().segment_size(64 << 20).build().unwrap();
+    let before = rss_kib();
+    w.write(b"x").unwrap();
+    let after = rss_kib();
+    if let (Some(a), Some(b)) = (before, after) {
+        assert!(b < a + 1024, "1 byte into a 64 MiB segment: RSS grew from {a} KiB to {b} KiB");
+    }
+    assert_eq!(r.available(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ring mode memory
 // ---------------------------------------------------------------------------------------------

@@ -921,9 +921,12 @@ impl PyBuffer {
             None => None,
             Some(s) if s.is_nan() => return Err(PyValueError::new_err("Invalid value NaN (not a number)")),
             Some(s) if s < 0.0 => return Err(PyValueError::new_err("Timeout value out of range")),
+            Some(s) if s.is_infinite() => {
+                return Err(PyOverflowError::new_err("timeout must be a finite number of seconds (None: no timeout)"))
+            }
             Some(s) => Some(
                 Duration::try_from_secs_f64(s)
-                    .map_err(|_| PyOverflowError::new_err("timeout is too large (use None for no timeout)"))?,
+                    .map_err(|_| PyOverflowError::new_err("timeout is too large (None: no timeout)"))?,
             ),
         };
         self.reader.set_read_timeout(t);

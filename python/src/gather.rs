@@ -20,6 +20,31 @@ const FIRST_PIECE: usize = 4 << 10;
 /// (plus one step larger than it, in ring mode with a very large high-water mark).
 const MAX_PIECE: usize = 8 << 20;
 
+/// Pieces at least this large give their pages back before they are freed (see `release`).
+const RELEASE_MIN: usize = 64 << 10;
+
+/// Frees a piece that has been copied, its pages given back to the OS first.
+///
+/// Freeing alone may not: an allocator keeps freed memory in its heap (glibc returns only the top
+/// of the heap, and pieces come from the heap once its mmap threshold has risen past them), and
+/// then the final copy's peak would be the pieces plus the result, twice the body.
+fn release(piece: Vec<u8>) {
+    #[cfg(target_os = "linux")]
+    if piece.capacity() >= RELEASE_MIN {
+        // SAFETY: sysconf only reads a system constant.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+        let at = piece.as_ptr() as usize;
+        let (start, end) = (at.div_ceil(page) * page, (at + piece.capacity()) / page * page);
+        if end > start {
+            // SAFETY: [start, end) is whole pages inside the piece's allocation, which we own and
+            // free right below without reading it again; MADV_DONTNEED on this private anonymous
+            // memory only drops the pages (a later touch, e.g. by the allocator, sees zeros).
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+    drop(piece);
+}
+
 /// Bytes gathered so far, in order.
 #[derive(Default)]
 pub(crate) struct Gather {
@@ -87,7 +112,7 @@ impl Gather {
                 // total `len` bytes and are our own memory, so they do not overlap it.
                 unsafe { region.copy_at(at, &piece) };
                 at += piece.len();
-                drop(piece);
+                release(piece);
             }
         };
         if large {
