@@ -202,7 +202,7 @@ fn stream_bodypipe(pat: &Arc<Vec<u8>>, total: u64, chunk: usize, builder: Builde
     let (mut w, r) = builder.build().unwrap();
     let produce = move |pat: &[u8], total, chunk| {
         for_each_chunk(pat, total, chunk, |c| write_or_wait(&mut w, c));
-        w.close();
+        w.close().unwrap();
     };
     stream_run(pat, total, chunk, produce, |buf| (&r).read(buf).unwrap())
 }
@@ -555,7 +555,7 @@ fn lat_bodypipe(n: usize, gap: Duration) -> Latency {
                 ack(base, &s);
             }
         },
-        || w.borrow_mut().take().unwrap().close(),
+        || w.borrow_mut().take().unwrap().close().unwrap(),
     )
 }
 

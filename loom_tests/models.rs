@@ -48,7 +48,7 @@ fn bytes_in_order() {
         let t = thread::spawn(move || {
             w.write(&[1, 2, 3]).unwrap();
             w.write(&[4]).unwrap();
-            w.close();
+            w.close().unwrap();
         });
         let (got, err) = drain(&r, 8);
         assert!(err.is_none());
@@ -66,7 +66,7 @@ fn close_after_writes() {
         let (mut w, r) = Builder::new().segment_size(4).build().unwrap();
         let t = thread::spawn(move || {
             w.write(&[7, 8]).unwrap();
-            w.close();
+            w.close().unwrap();
         });
         let mut got = Vec::new();
         let mut buf = [0u8; 4];
@@ -92,7 +92,7 @@ fn at_eof_not_early() {
         let (mut w, r) = Builder::new().build().unwrap();
         let t = thread::spawn(move || {
             w.write(&[1]).unwrap();
-            w.close();
+            w.close().unwrap();
         });
         if r.at_eof() {
             // Every byte must be consumed for at_eof: none was read, so the write must be missing.
@@ -120,8 +120,28 @@ fn abort_reaches_parked_reader() {
         let err = err.expect("abort must surface as an error");
         assert_eq!(err.kind(), ErrorKind::ConnectionAborted);
         assert_eq!(err.to_string(), "client disconnected");
-        assert!(r.at_eof());
+        assert!(!r.at_eof(), "an aborted body never reaches EOF");
         t.join().unwrap();
+    });
+}
+
+/// A close short of the declared length reaches a parked reader as an abort, never as EOF,
+/// after the bytes written. Guards the same orderings as `abort_reaches_parked_reader`, through
+/// `Writer::close`.
+#[test]
+fn short_close_reaches_parked_reader_as_abort() {
+    model(|| {
+        let (mut w, r) = Builder::new().content_length(3).build().unwrap();
+        let t = thread::spawn(move || {
+            w.write(&[9]).unwrap();
+            w.close()
+        });
+        let (got, err) = drain(&r, 4);
+        assert_eq!(got, [9]);
+        let err = err.expect("a short body must surface as an error");
+        assert_eq!(err.kind(), ErrorKind::ConnectionAborted);
+        assert_eq!(err.to_string(), bodypipe::INCOMPLETE_BODY);
+        assert_eq!(t.join().unwrap(), Err(bodypipe::CloseError::Incomplete { written: 1, expected: 3 }));
     });
 }
 
@@ -160,7 +180,7 @@ fn ring_recycling() {
                     }
                 }
             }
-            w.close();
+            w.close().unwrap();
         });
         let (got, err) = drain(&r, 1);
         assert!(err.is_none());
@@ -183,12 +203,78 @@ fn ring_free_list_handover() {
             for b in [[1u8, 2], [3, 4], [5, 6], [7, 8]] {
                 w.write(&b).unwrap();
             }
-            w.close();
+            w.close().unwrap();
         });
         let (got, err) = drain(&r, 3);
         assert!(err.is_none());
         assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8]);
         t.join().unwrap();
+    });
+}
+
+/// Ring mode: `try_read_views` moves the cursor, retiring the segments it passed, before the
+/// caller reads the views, and the writer may meanwhile fill the room that frees; it must never
+/// rewrite a segment a view still shows. With one-byte segments and a high-water mark of two the
+/// writer wants those retired segments back at once; only the views' references keep it off them
+/// (`Writer::recycle`'s `Arc::get_mut`, which the views' drops release to). A recycling not
+/// ordered after the view's read is a causality violation on the segment's access cell, and a
+/// rewritten byte fails the assertion.
+#[test]
+fn ring_views_pin_taken_segments() {
+    model(|| {
+        let (mut w, r) = Builder::new().segment_size(1).max_buffered(2).build().unwrap();
+        let t = thread::spawn(move || {
+            for b in 1..=4u8 {
+                loop {
+                    match w.write(&[b]) {
+                        Ok(()) => break,
+                        Err(WriteError::Full) => w.wait_writable(None).unwrap(),
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            }
+            w.close().unwrap();
+        });
+        let mut got = Vec::new();
+        loop {
+            match r.try_read_views(1, 2) {
+                Ok(views) if views.is_empty() => break,
+                Ok(views) => {
+                    // The cursor is already past these bytes: only the views pin them.
+                    for v in &views {
+                        got.extend_from_slice(v);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    r.wait(1, None).unwrap();
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(got, [1, 2, 3, 4]);
+        t.join().unwrap();
+    });
+}
+
+/// Dropping the reader cuts the chain of segment links while the writer may be linking new
+/// segments after its tail, and a view outlives both: the view still shows its bytes, and every
+/// link is taken exactly once (a segment freed twice or used after free is a loom error).
+#[test]
+fn reader_drop_cuts_chain_while_writer_links() {
+    model(|| {
+        let (mut w, r) = Builder::new().segment_size(1).build().unwrap();
+        w.write(&[1]).unwrap();
+        let view = r.views().remove(0);
+        let t = thread::spawn(move || {
+            // Links two segments after the tail, unless the reader's close is seen first.
+            let _ = w.write(&[2, 3]);
+            w
+        });
+        drop(r);
+        let w = t.join().unwrap();
+        assert_eq!(&*view, [1]);
+        drop(w);
+        drop(view);
     });
 }
 
@@ -235,7 +321,7 @@ fn on_readable_fires_once() {
         });
         let w = writer.join().unwrap();
         assert_eq!(fired.load(Ordering::Relaxed), 1, "readable callback lost or fired twice");
-        w.close();
+        w.close().unwrap();
     });
 }
 
@@ -258,7 +344,7 @@ fn on_readable_min_fires_once_at_threshold() {
         let w = writer.join().unwrap();
         assert_eq!(fired.load(Ordering::Relaxed), 1, "threshold callback lost or fired twice");
         assert_eq!(r.available(), 2);
-        w.close();
+        w.close().unwrap();
     });
 }
 
@@ -285,7 +371,7 @@ fn on_readable_min_rearm_lower_is_not_lost() {
         let w = writer.join().unwrap();
         assert_eq!(b.load(Ordering::Relaxed), 1, "re-armed callback lost or fired twice");
         assert!(a.load(Ordering::Relaxed) <= 1);
-        w.close();
+        w.close().unwrap();
     });
 }
 
@@ -345,7 +431,7 @@ fn segment_publication() {
         };
         assert!(n == 0 || buf == [5, 6, 7]);
         let w = t.join().unwrap();
-        w.close();
+        w.close().unwrap();
     });
 }
 
@@ -372,6 +458,6 @@ fn queries_consistent() {
         let written = r.written();
         assert!(read <= written, "saw read position {read} beyond written {written}");
         reader.join().unwrap();
-        writer.join().unwrap().close();
+        writer.join().unwrap().close().unwrap();
     });
 }

@@ -20,23 +20,35 @@ from typing import BinaryIO, SupportsIndex, final
 
 from typing_extensions import Buffer
 
-__all__ = ["pipe", "PyBuffer", "Writer", "_Notifier", "BodyAborted", "__version__"]
+__all__ = ["pipe", "PyBuffer", "Writer", "_Notifier", "BodyAborted", "IncompleteBody", "__version__"]
 
 __version__: str
 
 class BodyAborted(ConnectionAbortedError):
-    """The producer aborted the body (client disconnect, upstream error).
+    """The producer aborted the body (client disconnect, upstream error), or closed it short of
+    its declared length (reason ``"incomplete body"``).
 
-    Raised by reads once the data written before the abort has been read. A read that would
-    otherwise return a truncated body (``read()``, ``read(n)`` ending short) raises instead and
-    attaches the bytes it consumed as ``partial``. ``partial`` is always there: ``b''`` when the
-    raising call consumed nothing (and on an exception raised by Python code).
+    Raised by every read (and ``at_eof()``, ``peek()``) once the data written before the abort
+    has been read. A read that would otherwise return a truncated result (``read()``,
+    ``read(n)`` ending short, a last line without its newline) raises instead and attaches the
+    bytes it consumed as ``partial``. ``partial`` is always there: ``b''`` when the raising call
+    consumed nothing (and on an exception raised by Python code).
     """
 
     @property
     def reason(self) -> str:
         """The reason the producer gave (also ``str(exc)``)."""
     partial: bytes
+
+class IncompleteBody(ValueError):
+    """Raised by :meth:`Writer.close` when fewer bytes were written than the declared
+    ``content_length``. The body is ended all the same, as an abort: readers get the bytes
+    written, then :class:`BodyAborted` with the reason ``"incomplete body"``."""
+
+    written: int
+    """Bytes written."""
+    expected: int
+    """The declared length."""
 
 def pipe(
     content_length: int | None = None,
@@ -47,7 +59,10 @@ def pipe(
 ) -> tuple[Writer, PyBuffer]:
     """Create a body and return ``(writer, reader)``.
 
-    :param content_length: declared length; the body ends (EOF) when that many bytes are written.
+    :param content_length: declared length; the body ends (EOF) when that many bytes are
+        written. A promise, not an allocation: memory follows the bytes written. Closing the
+        writer before it is reached raises :class:`IncompleteBody`, and readers get
+        :class:`BodyAborted`.
     :param max_buffered: ring mode: ``Writer.write`` waits while this many bytes are unread.
     :param max_size: maximum body size in bytes (default 1 GiB).
     :param segment_size: tuning and tests: the size of every storage segment.
@@ -71,7 +86,11 @@ class Writer:
     def try_write(self, data: Buffer) -> bool:
         """Like :meth:`write` but returns False (storing nothing) instead of waiting when full."""
     def close(self) -> None:
-        """End the body normally: readers get all data, then EOF. Idempotent."""
+        """End the body normally: readers get all data, then EOF. Idempotent.
+
+        :raises IncompleteBody: fewer bytes were written than the declared ``content_length``;
+            the body is ended anyway, as an abort (readers get ``BodyAborted("incomplete body")``).
+        """
     def abort(self, reason: str = "aborted") -> None:
         """End the body with an error: readers get the data written so far, then
         :class:`BodyAborted` with ``reason``. A no-op once closed."""
@@ -86,31 +105,39 @@ class Writer:
         """Bytes written but not yet read (0 once closed)."""
     @property
     def reader_closed(self) -> bool:
-        """True once the reader hung up (further writes raise ``BrokenPipeError``)."""
+        """True once the reader hung up (further writes raise ``BrokenPipeError``); still
+        answered once this writer is closed (True once the reader object is gone)."""
     def __enter__(self) -> Writer: ...
     def __exit__(
         self,
         exc_type: type[BaseException] | None = None,
         exc: BaseException | None = None,
         _tb: TracebackType | None = None,
-    ) -> bool: ...
+    ) -> bool:
+        """Closes the body (which may raise :class:`IncompleteBody`), or aborts it with the
+        exception as the reason if the block raised."""
 
 @final
 class PyBuffer(io.RawIOBase, BinaryIO):
     """The reader side of a body: a read-only, seekable, file-like object for ``wsgi.input``.
 
-    Registered as a virtual subclass of ``io.RawIOBase``. Any number of threads may read one
-    buffer; they share one cursor and never duplicate or lose bytes.
+    Registered as a virtual subclass of ``io.RawIOBase``; supports weak references. Any number
+    of threads may read one buffer; they share one cursor and never duplicate or lose bytes, and
+    each read call returns one contiguous slice of the stream (except, in ring mode, a
+    ``read()``/``read(n)``/line larger than ``max_buffered``, which must be consumed as it
+    arrives; other threads' reads may then come between its steps).
 
     Sizes: ``None`` or a negative size means "all"; a non-integer size raises ``TypeError``.
     ``memoryview(buf)`` exposes the unread bytes present now (read-only, 1-D, format ``B``),
-    zero-copy when they lie in one segment; it stays valid while writes continue and after the
-    buffer object is dropped.
+    zero-copy when they lie in one segment (segments grow with the bytes written, 4 KiB doubling
+    to 8 MiB; a body from :meth:`from_bytes` is one segment), else one coalesced copy; it stays
+    valid while writes continue and after the buffer object is dropped, and pins only its own
+    segment. :meth:`views` is always zero-copy.
     """
 
     @classmethod
     def from_bytes(cls, data: Buffer) -> PyBuffer:
-        """A buffer already holding ``data`` and at EOF."""
+        """A buffer already holding ``data`` (in one segment) and at EOF."""
     @classmethod
     def _test_create(cls, data: Buffer | None = None, content_length: int = ...) -> PyBuffer:
         """Compatibility with the reference's tests: a buffer holding ``data``, not at EOF, that
@@ -134,7 +161,11 @@ class PyBuffer(io.RawIOBase, BinaryIO):
     def readinto1(self, b: Buffer) -> int:
         """Same as :meth:`readinto`."""
     def readline(self, size: SupportsIndex | None = None) -> bytes:
-        """One line including ``b'\\n'``, at most ``size`` bytes; the rest at EOF; ``b''`` at EOF."""
+        """One line including ``b'\\n'``, at most ``size`` bytes; the rest at EOF; ``b''`` at EOF.
+
+        :raises BodyAborted: after an abort, for a last line without its newline (its bytes on
+            ``partial``), and once every byte before the abort is read.
+        """
     def readlines(self, hint: SupportsIndex | None = None) -> list[bytes]:
         """Remaining lines; stops once their total length reaches ``hint`` (when positive).
 
@@ -166,7 +197,8 @@ class PyBuffer(io.RawIOBase, BinaryIO):
         cancelled call loses nothing, except in ring mode for a line longer than ``max_buffered``,
         which is consumed as it arrives (as ``readline`` does).
 
-        :raises BodyAborted: once the data written before an abort was read.
+        :raises BodyAborted: once the data written before an abort was read; for a last line
+            without its newline at once, with its bytes as ``partial``.
         """
     async def areadexactly(self, n: SupportsIndex) -> bytes:
         """Exactly ``n`` bytes (as ``asyncio.StreamReader.readexactly``). Waits for all of them
@@ -183,11 +215,19 @@ class PyBuffer(io.RawIOBase, BinaryIO):
     async def __anext__(self) -> bytes: ...
     def peek(self, size: int = 0) -> bytes:
         """Up to ``size`` unread bytes (all there now if ``size <= 0``) without consuming them;
-        waits for at least one byte unless at EOF."""
+        waits for at least one byte unless at EOF (``b''``).
+
+        :raises BodyAborted: the body was aborted and every byte before the abort is read.
+        """
     def readable_amount(self) -> int:
         """Bytes that can be read now without blocking."""
     def at_eof(self) -> bool:
-        """True once the body ended (EOF, abort, or :meth:`close`) and every byte was read."""
+        """True once the body ended cleanly (EOF, or :meth:`close`) and every byte was read.
+
+        An aborted body has no end of file: once every byte before the abort is read this raises
+        :class:`BodyAborted`, so a polling loop ``while not buf.at_eof(): ...`` raises instead of
+        ending with a truncated body (False while bytes are left).
+        """
     def seek(self, offset: int, whence: int = 0) -> int:
         """Move within the written data (ring mode: the retained window); return the new position.
 
@@ -196,13 +236,19 @@ class PyBuffer(io.RawIOBase, BinaryIO):
         """
     def tell(self) -> int:
         """The read position."""
-    def find(self, sub: Buffer | int, start: int = 0, end: int | None = None) -> int:
+    def find(self, sub: Buffer | int, start: int | None = None, end: int | None = None) -> int:
         """Offset of ``sub`` in the unread bytes present now, relative to the read position,
-        within ``[start, end)`` (negative bounds count from the end); -1 if absent. Never blocks."""
+        within ``[start, end)`` (negative bounds count from the end, ``None`` is the start or
+        the end, as ``bytes.find``); -1 if absent. Never blocks."""
     def views(self) -> list[memoryview]:
         """Zero-copy memoryviews, one per segment of the unread bytes present now."""
     def settimeout(self, value: float | None) -> None:
-        """Timeout in seconds for blocking reads (``None``: block forever; 0: never wait)."""
+        """Timeout in seconds for blocking reads (``None``: block forever; 0: never wait).
+
+        :raises OverflowError: ``value`` is infinite or too large for a timeout (as
+            ``socket.settimeout``; ``None`` means no timeout).
+        :raises ValueError: ``value`` is negative or NaN.
+        """
     def gettimeout(self) -> float | None: ...
     def readable(self) -> bool: ...
     def writable(self) -> bool: ...

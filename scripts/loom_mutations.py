@@ -51,6 +51,17 @@ MUTATIONS = [
     ("read_until_waits_after_scan", "src/reader.rs",
      "self.wait_beyond(seen, deadline)?;",
      "self.wait(avail.saturating_add(1), deadline)?;"),
+    ("link_set_relaxed", "src/segment.rs",
+     "let old = self.0.swap(raw, Ordering::Release);",
+     "let old = self.0.swap(raw, Ordering::Relaxed);"),
+    ("link_take_relaxed", "src/segment.rs",
+     "let raw = self.0.swap(std::ptr::null_mut(), Ordering::Acquire);",
+     "let raw = self.0.swap(std::ptr::null_mut(), Ordering::Relaxed);"),
+    # Not an ordering: the uniqueness check that keeps the writer off a segment a view (or a
+    # large read copying after releasing the cursor) still shows.
+    ("recycle_ignores_pins", "src/writer.rs",
+     "if let Some(s) = Arc::get_mut(&mut self.spare[i]) {",
+     "if let Some(s) = Some(unsafe { &mut *Arc::as_ptr(&self.spare[i]).cast_mut() }) {"),
 ]
 
 

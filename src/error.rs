@@ -79,6 +79,49 @@ impl From<WriteError> for io::Error {
     }
 }
 
+/// Why [`Writer::close`](crate::Writer::close) did not end the body cleanly. The body is ended
+/// either way: readers get the bytes written, then an abort with the reason
+/// [`INCOMPLETE_BODY`](crate::INCOMPLETE_BODY).
+///
+/// ```
+/// use bodypipe::{Builder, CloseError};
+///
+/// let (mut w, r) = Builder::new().content_length(10).build()?;
+/// w.write(b"abc")?;
+/// assert_eq!(w.close(), Err(CloseError::Incomplete { written: 3, expected: 10 }));
+/// assert_eq!(r.abort_reason().as_deref(), Some(bodypipe::INCOMPLETE_BODY));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseError {
+    /// Fewer bytes were written than the declared `content_length`: the body is truncated.
+    Incomplete {
+        /// Bytes written.
+        written: u64,
+        /// The declared length.
+        expected: u64,
+    },
+}
+
+impl fmt::Display for CloseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Incomplete { written, expected } => {
+                write!(f, "body closed after {written} of its {expected} declared bytes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CloseError {}
+
+impl From<CloseError> for io::Error {
+    fn from(e: CloseError) -> Self {
+        io::Error::new(io::ErrorKind::UnexpectedEof, e)
+    }
+}
+
 /// Why [`Writer::wait_writable`](crate::Writer::wait_writable) returned without room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -43,7 +43,7 @@ mod view;
 mod wait;
 mod writer;
 
-pub use error::{BuildError, SeekError, WaitError, WaitWritableError, WriteError};
+pub use error::{BuildError, CloseError, SeekError, WaitError, WaitWritableError, WriteError};
 pub use reader::{Reader, Ready};
 pub use shared::{Stats, Writability};
 pub use view::View;
@@ -55,12 +55,31 @@ use shared::{Config, Shared, Sizing};
 /// The default largest body: 1 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
 
-/// First segment for a body of unknown length: small, so that many short bodies stay cheap.
+/// The abort reason a reader sees when the writer closed a body before its declared
+/// `content_length` ([`Writer::close`] returns [`CloseError::Incomplete`] then).
+///
+/// ```
+/// use std::io::Read;
+///
+/// let (mut w, r) = bodypipe::Builder::new().content_length(10).build()?;
+/// w.write(b"abc")?;
+/// assert!(w.close().is_err());
+/// let mut body = Vec::new();
+/// let err = (&r).read_to_end(&mut body).unwrap_err();
+/// assert_eq!(body, b"abc");
+/// assert_eq!(err.to_string(), bodypipe::INCOMPLETE_BODY);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub const INCOMPLETE_BODY: &str = "incomplete body";
+
+/// First segment of every body: small, so that many short bodies stay cheap. Segments then
+/// double as bytes arrive, whatever length the body declares: a declared length is the
+/// client's claim, and memory follows only the bytes actually received.
 const FIRST_SEGMENT: usize = 4 << 10;
 /// Segments stop growing here: few enough allocations for a 1 GiB body, and prefaulted in
 /// whole windows (see `segment::PREFAULT_MIN`).
 const MAX_SEGMENT: usize = 8 << 20;
-/// Ring-mode segments are a quarter of the high-water mark, within these bounds.
+/// Ring-mode segments grow to a quarter of the high-water mark, within these bounds.
 const RING_SEGMENT_MIN: usize = 4 << 10;
 const RING_SEGMENT_MAX: usize = 1 << 20;
 
@@ -104,9 +123,13 @@ impl Builder {
     }
 
     /// The exact expected size. Reaching it is EOF; writing past it is
-    /// [`WriteError::ExceedsContentLength`]. Outside ring mode the body is stored in one
-    /// contiguous segment of exactly this size, allocated at the first write; its pages are
-    /// faulted in as they are written, so a large declared length reserves no memory up front.
+    /// [`WriteError::ExceedsContentLength`]; closing before it is not EOF: [`Writer::close`]
+    /// reports [`CloseError::Incomplete`] and readers get an abort with the reason
+    /// [`INCOMPLETE_BODY`] once they have read the bytes written.
+    ///
+    /// The length is a promise, not an allocation: storage grows with the bytes written (4 KiB
+    /// doubling to 8 MiB per segment, never past the declared length), so a client that declares
+    /// 1 GiB and sends nothing costs nothing.
     pub fn content_length(mut self, n: u64) -> Self {
         self.content_length = Some(n);
         self
@@ -126,8 +149,8 @@ impl Builder {
         self
     }
 
-    /// Tuning and tests: every segment this size (no geometric growth, no single
-    /// content-length segment).
+    /// Tuning and tests: every segment this size (no geometric growth). A body written in one
+    /// piece of this size is one segment, so a view of it is zero-copy.
     pub fn segment_size(mut self, bytes: usize) -> Self {
         self.segment_size = Some(bytes);
         self
@@ -151,14 +174,13 @@ impl Builder {
     fn config(&self) -> Config {
         let max_size = self.max_size.unwrap_or(DEFAULT_MAX_SIZE);
         let max_buffered = self.max_buffered.map(|m| m as u64);
-        let (first_segment, sizing) = match (self.segment_size, self.max_buffered, self.content_length) {
-            (Some(n), _, _) => (n, Sizing::Fixed(n)),
-            (None, Some(m), _) => {
-                let n = (m / 4).clamp(RING_SEGMENT_MIN, RING_SEGMENT_MAX);
-                (n, Sizing::Fixed(n))
+        let (first_segment, sizing) = match (self.segment_size, self.max_buffered) {
+            (Some(n), _) => (n, Sizing::Fixed(n)),
+            (None, Some(m)) => {
+                let max = (m / 4).clamp(RING_SEGMENT_MIN, RING_SEGMENT_MAX);
+                (FIRST_SEGMENT.min(max), Sizing::Geometric { max })
             }
-            (None, None, Some(_)) => (FIRST_SEGMENT, Sizing::Whole),
-            (None, None, None) => (FIRST_SEGMENT, Sizing::Geometric { max: MAX_SEGMENT }),
+            (None, None) => (FIRST_SEGMENT, Sizing::Geometric { max: MAX_SEGMENT }),
         };
         // Ring segments are reused, so only their first pass could fault: not worth a syscall.
         let prefault = !self.no_prefault && self.max_buffered.is_none();

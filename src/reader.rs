@@ -9,7 +9,7 @@ use crate::error::{aborted, SeekError, WaitError};
 use crate::primitive::{lock, Arc, AtomicU64, Mutex, Ordering};
 use crate::search::ChunkSearch;
 use crate::segment::Segment;
-use crate::shared::{Shared, Stats, ABORTED, OPEN};
+use crate::shared::{Shared, Stats, ABORTED, EOF, OPEN};
 use crate::view::View;
 use std::collections::TryReserveError;
 use std::collections::VecDeque;
@@ -38,7 +38,7 @@ pub enum Ready {
 ///     for line in ["first\n", "second\n"] {
 ///         w.write(line.as_bytes()).unwrap();
 ///     }
-///     w.close();
+///     w.close().unwrap();
 /// });
 /// let lines: Vec<String> = (&r).lines().collect::<Result<_, _>>()?;
 /// assert_eq!(lines, ["first", "second"]);
@@ -230,13 +230,16 @@ impl Reader {
     /// `Ok(0)` means EOF (or that this reader was closed); `WouldBlock` means nothing yet; after
     /// an abort, the data written before it, then `ConnectionAborted` with the reason.
     ///
+    /// One call is one contiguous slice of the stream, whatever other threads sharing the cursor
+    /// do: the copy is made under one hold of the cursor.
+    ///
     /// ```
     /// let (mut w, r) = bodypipe::pipe();
     /// let mut buf = [0u8; 8];
     /// assert_eq!(r.try_read(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
     /// w.write(b"abc")?;
     /// assert_eq!(r.try_read(&mut buf)?, 3);
-    /// w.close();
+    /// w.close()?;
     /// assert_eq!(r.try_read(&mut buf)?, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -244,17 +247,107 @@ impl Reader {
         if buf.is_empty() {
             return Ok(0);
         }
+        let got = self.take(1, buf.len(), |cur, shared, written, n| cur.copy_out(shared, &mut buf[..n], written))?;
+        Ok(got.unwrap_or(0))
+    }
+
+    /// Fills `buf` whole in one step if that many unread bytes are there now; once the stream
+    /// has ended, takes what is left (fewer; `Ok(0)` at EOF). Otherwise `WouldBlock`, consuming
+    /// nothing, so a caller that waits for `buf.len()` bytes and then calls this gets one
+    /// contiguous slice even if another thread took some bytes meanwhile (it waits again).
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"abc")?;
+    /// let mut buf = [0u8; 4];
+    /// assert_eq!(r.try_read_full(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    /// w.write(b"d")?;
+    /// assert_eq!(r.try_read_full(&mut buf)?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_read_full(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let got =
+            self.take(buf.len(), buf.len(), |cur, shared, written, n| cur.copy_out(shared, &mut buf[..n], written))?;
+        Ok(got.unwrap_or(0))
+    }
+
+    /// Consumes between `min` (at least 1) and `max` of the unread bytes present now (once the
+    /// stream has ended, what is left) and returns them as zero-copy [`View`]s, one per segment,
+    /// without copying anything under the cursor lock: the range is reserved under one hold of
+    /// the cursor, and the caller copies out of the views afterwards, for as long as it likes,
+    /// while other threads read on. So a large read stays one contiguous slice of the stream and
+    /// never holds other readers up for the length of its copy. Each view pins its segment (in
+    /// ring mode the writer reuses it only once the view is dropped).
+    ///
+    /// Empty at EOF; `WouldBlock` (consuming nothing) while fewer than `min` bytes are there and
+    /// the stream is open; after an abort, the data before it, then `ConnectionAborted`.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::Builder::new().segment_size(4).build()?;
+    /// w.write(b"abcdef")?;
+    /// let views = r.try_read_views(1, 5)?;
+    /// let bytes: Vec<u8> = views.iter().flat_map(|v| v.iter().copied()).collect();
+    /// assert_eq!((views.len(), bytes.as_slice()), (2, &b"abcde"[..]));
+    /// assert_eq!(r.position(), 5);
+    /// assert_eq!(r.try_read_views(2, 8).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    /// w.close()?;
+    /// assert_eq!(r.try_read_views(2, 8)?.len(), 1); // ended: what is left
+    /// assert!(r.try_read_views(1, 8)?.is_empty()); // EOF
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_read_views(&self, min: usize, max: usize) -> io::Result<Vec<View>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let got = self.take(min, max, |cur, shared, _written, n| {
+            let mut views = Vec::new();
+            let from = cur.pos;
+            let mut total = 0u64;
+            cur.visit(shared, from, from + n as u64, |seg, off, len| {
+                views.push(View::segment(seg.clone(), off, len));
+                total += len as u64;
+                false
+            });
+            cur.pos += total;
+            views
+        })?;
+        Ok(got.unwrap_or_default())
+    }
+
+    /// The one consuming step of the reads above, under one hold of the cursor: takes between
+    /// `min` (at least 1, at most `max`) and `max` unread bytes when that many are there, or what
+    /// is left once the stream has ended. `sink(cursor, shared, written, n)` consumes exactly `n`
+    /// bytes from the cursor (`written` was loaded with Acquire). `Ok(None)` at EOF.
+    fn take<R>(
+        &self,
+        min: usize,
+        max: usize,
+        sink: impl FnOnce(&mut Cursor, &Shared, u64, usize) -> R,
+    ) -> io::Result<Option<R>> {
         let mut cur = lock(&self.cursor);
         let (end, written) = self.shared.end_and_written();
-        if written > cur.pos {
-            let n = cur.copy_out(&self.shared, buf, written);
-            cur.moved(&self.shared);
+        let avail = usize::try_from(written - cur.pos).unwrap_or(usize::MAX);
+        let need = min.clamp(1, max.max(1));
+        let n = if avail >= need {
+            avail.min(max)
+        } else if avail > 0 && (end != OPEN || self.shared.reader_closed.load(Ordering::Acquire)) {
+            avail
+        } else {
             drop(cur);
-            self.shared.after_read();
-            return Ok(n);
-        }
+            return match self.nothing_left(end) {
+                Ok(_) if avail > 0 => Err(io::ErrorKind::WouldBlock.into()),
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            };
+        };
+        let got = sink(&mut cur, &self.shared, written, n);
+        cur.moved(&self.shared);
         drop(cur);
-        self.nothing_left(end)
+        self.shared.after_read();
+        Ok(Some(got))
     }
 
     /// Blocks until at least one byte is read, the stream ends (`Ok(0)`), or `deadline` passes
@@ -281,7 +374,7 @@ impl Reader {
     /// w.write(b"ab")?;
     /// assert_eq!(r.wait(2, None)?, Ready::Data(2));
     /// assert!(r.wait(3, Some(Instant::now() + Duration::from_millis(1))).is_err());
-    /// w.close();
+    /// w.close()?;
     /// assert_eq!(r.wait(3, None)?, Ready::Ended(2));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -320,11 +413,55 @@ impl Reader {
     /// between two readers. A scan that finds no delimiter is remembered, so a long line that
     /// arrives in many small writes is scanned once, not once per write.
     ///
+    /// After an abort, a last line without its delimiter is not a line: its bytes are appended
+    /// to `out` and the abort (`ConnectionAborted`) is returned, as `std::io::BufRead` does
+    /// with an error after a partial read.
+    ///
     /// Ring mode: the writer cannot add a byte while `max_buffered` bytes are unread, so a line
     /// that long could never complete in place; it is consumed into `out` as it arrives instead
     /// (as `std::io::BufRead::read_until` does). Such a line may then interleave with reads by
     /// other threads, and if the read fails (timeout, abort) the bytes taken so far are in `out`.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"one\ntwo")?;
+    /// w.abort("client disconnected");
+    /// let mut line = Vec::new();
+    /// assert_eq!(r.read_until(b'\n', &mut line, None, None)?, 4);
+    /// line.clear();
+    /// let err = r.read_until(b'\n', &mut line, None, None).unwrap_err();
+    /// assert_eq!((err.kind(), line.as_slice()), (std::io::ErrorKind::ConnectionAborted, &b"two"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_until(
+        &self,
+        delim: u8,
+        out: &mut Vec<u8>,
+        limit: Option<usize>,
+        deadline: Option<Instant>,
+    ) -> io::Result<usize> {
+        match self.read_until_inner(delim, out, limit, deadline) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                // The incomplete last line (fewer than `limit` bytes, or the error would not
+                // have come) goes to the caller with the error.
+                while let Ok(views) = self.try_read_views(1, usize::MAX) {
+                    if views.is_empty() {
+                        break;
+                    }
+                    for v in &views {
+                        if out.try_reserve(v.len()).is_err() {
+                            return Err(io::ErrorKind::OutOfMemory.into());
+                        }
+                        out.extend_from_slice(v);
+                    }
+                }
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    fn read_until_inner(
         &self,
         delim: u8,
         out: &mut Vec<u8>,
@@ -435,7 +572,9 @@ impl Reader {
         } else if avail >= limit {
             limit
         } else if end != OPEN || self.shared.reader_closed.load(Ordering::Acquire) {
-            if avail == 0 {
+            if avail == 0 || end == ABORTED {
+                // After an abort the last line can never complete: not a line, but the abort
+                // (consuming nothing; `read_until` hands the bytes over with the error).
                 drop(cur);
                 self.nothing_left(end)?;
                 return f(&[]).map(Some);
@@ -501,11 +640,28 @@ impl Reader {
         usize::try_from(self.shared.buffered()).unwrap_or(usize::MAX)
     }
 
-    /// True once the stream has ended (EOF, abort, or this reader closed) and every byte is read.
+    /// True once the stream has ended cleanly (the writer closed it or reached the content
+    /// length, or this reader closed) and every byte is read.
+    ///
+    /// Never true after an abort (a short close is one): an aborted body has no end of file,
+    /// only an error, which every read returns once the bytes before it are consumed. So a
+    /// polling loop `while !r.at_eof() { ... r.try_read(..)? ... }` cannot end early with a
+    /// truncated body; [`abort_reason`](Self::abort_reason) tells the state without reading.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"x")?;
+    /// w.abort("client disconnected");
+    /// let mut buf = [0u8; 4];
+    /// assert_eq!(r.try_read(&mut buf)?, 1);
+    /// assert!(!r.at_eof());
+    /// assert_eq!(r.try_read(&mut buf).unwrap_err().kind(), std::io::ErrorKind::ConnectionAborted);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn at_eof(&self) -> bool {
         let (end, written) = self.shared.end_and_written();
-        let ended = end != OPEN || self.shared.reader_closed.load(Ordering::Acquire);
-        ended && self.shared.read_pos.load(Ordering::Acquire) >= written
+        let clean = end == EOF || (end == OPEN && self.shared.reader_closed.load(Ordering::Acquire));
+        clean && self.shared.read_pos.load(Ordering::Acquire) >= written
     }
 
     /// Whether the writer has ended the stream (close, abort, or the content length reached).
@@ -605,7 +761,7 @@ impl Reader {
     /// assert_eq!(r.seek(SeekFrom::Start(4))?, 4);
     /// assert!(r.seek(SeekFrom::End(-1)).is_err()); // not ended yet
     /// assert!(r.seek(SeekFrom::Start(7)).is_err()); // past the written bytes
-    /// w.close();
+    /// w.close()?;
     /// assert_eq!(r.seek(SeekFrom::End(-1))?, 5);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -728,7 +884,10 @@ impl Reader {
     }
 
     /// All unread bytes present now as one contiguous [`View`]: zero-copy when they lie in one
-    /// segment (always, with a known content length outside ring mode), else one coalesced copy.
+    /// segment, else one coalesced copy. Segments grow with the bytes written (4 KiB doubling to
+    /// 8 MiB), so a body larger than its first segment usually spans several; a body written in
+    /// one piece into a pipe built with [`Builder::segment_size`](crate::Builder::segment_size)
+    /// of that length is one segment. [`views`](Self::views) is zero-copy always.
     pub fn view(&self) -> Result<View, TryReserveError> {
         let mut views = self.views();
         match views.len() {
@@ -743,6 +902,10 @@ impl Drop for Reader {
     fn drop(&mut self) {
         // Nobody can read any more: let the writer know instead of buffering into the void.
         self.shared.close_reader();
+        // Nor follow a link: cut the chain, so views outliving the reader pin only their own
+        // segments (the writer keeps its tail and links after it, which it no longer can use).
+        let oldest = lock(&self.cursor).segs.front().cloned();
+        self.shared.cut_chain(oldest);
     }
 }
 

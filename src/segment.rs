@@ -4,6 +4,10 @@
 //! [`View`](crate::View) each hold a reference, so memory a Python memoryview points into stays
 //! valid for as long as the view lives, whatever the writer does next. Bytes below the published
 //! `write_pos` are immutable; the writer only ever writes above it.
+//!
+//! The links belong to the pipe, not to the segments' other owners: when the reader goes (and
+//! again when the pipe itself goes) the chain is cut link by link (`Shared::cut_chain`), so a view
+//! keeps its own segment alive and nothing after it.
 
 use crate::primitive::{Arc, AtomicPtr, Ordering, UnsafeCell};
 use std::ptr::NonNull;
@@ -34,7 +38,8 @@ pub(crate) struct Segment {
     cap: usize,
     /// The next segment, as an owning `Arc::into_raw` pointer (null until the writer links one).
     /// The chain owns its segments, so readers can follow it without locks; the writer stores a
-    /// link once, readers take it only when retiring a segment in ring mode (under the cursor lock).
+    /// link once, readers take it only when retiring a segment in ring mode (under the cursor
+    /// lock), and `Shared::cut_chain` takes every link once no reader can follow them.
     next: Link,
     /// Zero-sized under std. Under loom, reads of the bytes go through `with` and recycling goes
     /// through `with_mut`, so loom reports a reuse that is not ordered after every read.
@@ -102,13 +107,19 @@ impl Segment {
     /// writer copying there (writer only); returns the offset faulted in so far. Segments below
     /// [`PREFAULT_MIN`] are left to ordinary page faults: the result is then `cap`.
     ///
+    /// Never more than `written` bytes (those in the stream before this write) past `to`: memory
+    /// runs ahead of the bytes received by at most a window, and by no more than was received,
+    /// so a body that declares 1 GiB and sends a byte costs a page, not a window.
+    ///
     /// Advice only: the contents are unchanged, and on failure (a kernel before 5.14, or memory
     /// short right now) the pages are simply faulted in by the copy, as without it.
-    pub(crate) fn prefault(&self, from: usize, to: usize) -> usize {
+    pub(crate) fn prefault(&self, from: usize, to: usize, written: u64) -> usize {
         if self.cap < PREFAULT_MIN {
             return self.cap;
         }
-        let upto = to.div_ceil(PREFAULT_WINDOW).saturating_mul(PREFAULT_WINDOW).min(self.cap);
+        let ahead = usize::try_from(written).unwrap_or(usize::MAX);
+        let upto =
+            to.div_ceil(PREFAULT_WINDOW).saturating_mul(PREFAULT_WINDOW).min(to.saturating_add(ahead)).min(self.cap);
         if upto > from {
             populate_write(self.ptr_at(from), upto - from);
         }
@@ -126,6 +137,14 @@ impl Segment {
         self.access.with(|_| ());
         // SAFETY: in bounds and immutable by the caller's contract.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) }
+    }
+
+    /// Marks a read of published bytes through a raw pointer (a [`View`](crate::View)): nothing
+    /// under std; under loom an access to the segment's cell, so that a recycling not ordered
+    /// after the read is reported.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        self.access.with(|_| ());
     }
 
     /// Raw pointer to byte `offset`, for views that outlive any borrow.
@@ -171,12 +190,18 @@ impl Link {
     /// Publishes `seg` (writer, once).
     pub(crate) fn set(&self, seg: Arc<Segment>) {
         let raw = Arc::into_raw(seg).cast_mut();
-        // ORDERING: Relaxed. Readers follow a link only to reach bytes below a `write_pos` they
-        // loaded with Acquire, and the writer sets every link a write needs before its Release
-        // store of `write_pos`; that pair is what publishes the segment's fields and bytes (loom:
-        // `segment_publication` fails when the `write_pos` store is weakened). A Release here would
-        // order nothing that pair does not already order.
-        let old = self.0.swap(raw, Ordering::Relaxed);
+        // ORDERING: Release, for `take` (Acquire) only. Readers that follow a link with `get`
+        // do so only to reach bytes below a `write_pos` they loaded with Acquire, and the writer
+        // sets every link a write needs before its Release store of `write_pos`; that pair
+        // publishes the segment's fields and bytes to them (loom: `segment_publication` fails when
+        // the `write_pos` store is weakened). `Shared::cut_chain` is different: when the reader
+        // is dropped it takes every link, including those of a write still in progress that no
+        // `write_pos` covers, and then touches the segment behind it (its own link) and drops
+        // the reference. This Release / Acquire pair is what makes the segment's construction by
+        // the writer happen before that (loom: `reader_drop_cuts_chain_while_writer_links`
+        // reports a causality violation with Relaxed here). Once per segment, so it costs nothing
+        // measurable (and on x86 the swap is the same instruction either way).
+        let old = self.0.swap(raw, Ordering::Release);
         debug_assert!(old.is_null());
     }
 
@@ -195,6 +220,7 @@ impl Link {
 
     /// Takes the owning reference back.
     pub(crate) fn take(&self) -> Option<Arc<Segment>> {
+        // ORDERING: Acquire pairs with the Release in `set` (see there).
         let raw = self.0.swap(std::ptr::null_mut(), Ordering::Acquire);
         // SAFETY: the pointer came from `Arc::into_raw` and the swap makes us its only taker.
         NonNull::new(raw).map(|p| unsafe { Arc::from_raw(p.as_ptr().cast_const()) })

@@ -36,11 +36,10 @@ pub(crate) struct Config {
 /// How the writer sizes new segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sizing {
-    /// One segment of exactly the declared content length (unbounded mode, length known).
-    Whole,
-    /// Every segment this size (ring mode, and the `segment_size` tuning knob).
+    /// Every segment this size (the `segment_size` tuning knob).
     Fixed(usize),
-    /// Start at `first_segment`, double up to `max` (unknown length).
+    /// Start at `first_segment`, double up to `max` as bytes arrive (every other pipe, whatever
+    /// length it declares: a segment is never sized from a length the client only claims).
     Geometric { max: usize },
 }
 
@@ -172,6 +171,20 @@ impl Shared {
     /// Drops the chain's reference to the first segment (ring-mode retirement, cursor lock held).
     pub(crate) fn take_head(&self) -> Option<Arc<Segment>> {
         self.head.take()
+    }
+
+    /// Takes every link of the chain, from the head (or `oldest`) on, once no reader can follow them (the
+    /// reader is being dropped, or the pipe is). Segments that a [`View`](crate::View) (or the
+    /// writer's tail) still holds stay alive, but no longer hold their successors: a small view
+    /// pins its own segment, not the rest of the body. The `Segment` drop alone cannot do this,
+    /// since it only runs once the view is gone.
+    pub(crate) fn cut_chain(&self, oldest: Option<Arc<Segment>>) {
+        // In ring mode the head link is released early; the oldest segment the reader still
+        // holds is where the chain starts then.
+        let mut next = self.head.take().or(oldest);
+        while let Some(seg) = next {
+            next = seg.take_next();
+        }
     }
 
     /// Ends the stream (writer). Returns false if it had already ended (first end wins).
@@ -311,6 +324,6 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        drop(self.take_head());
+        self.cut_chain(None);
     }
 }

@@ -7,7 +7,7 @@ use std::ops::Deref;
 
 enum Backing {
     Empty,
-    Segment(#[allow(dead_code)] Arc<Segment>),
+    Segment(Arc<Segment>),
     Heap(#[allow(dead_code)] std::sync::Arc<Vec<u8>>),
 }
 
@@ -15,7 +15,9 @@ enum Backing {
 ///
 /// A view owns a reference to what it points into, so it stays valid after the reader, the
 /// writer and the pipe are gone, and while writes continue; in ring mode its segment is not
-/// reused while the view lives. `as_ptr` is stable for the view's whole life, which is what the
+/// reused while the view lives. It pins that one segment only: once the reader and the writer
+/// are gone, a 10-byte view of a large body keeps one segment (at most 8 MiB) allocated, not
+/// the body. `as_ptr` is stable for the view's whole life, which is what the
 /// Python buffer protocol needs.
 ///
 /// ```
@@ -83,6 +85,9 @@ impl Deref for View {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
+        if let Backing::Segment(seg) = &self.backing {
+            seg.touch();
+        }
         // SAFETY: `ptr..ptr+len` lies in memory owned by `backing` (a segment's published bytes,
         // which are never rewritten while referenced, or our own copy) and lives as long as `self`.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }

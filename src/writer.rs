@@ -1,12 +1,16 @@
 //! The producer side: appends whole writes into segments and publishes them with one store.
 
-use crate::error::{WaitWritableError, WriteError};
+use crate::error::{CloseError, WaitWritableError, WriteError};
 use crate::primitive::{Arc, Ordering};
 use crate::segment::Segment;
 use crate::shared::{Shared, Sizing, Stats, Writability};
+use crate::INCOMPLETE_BODY;
 use std::io;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
+
+/// Ring mode: at most this many retired segments still pinned by views are kept for reuse.
+const SPARE_MAX: usize = 8;
 
 /// The producer half of a pipe. There is exactly one, so writes need no lock.
 ///
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 /// let (mut w, r) = bodypipe::pipe();
 /// w.write(b"hello ")?;
 /// w.write(b"world")?;
-/// w.close();
+/// w.close()?;
 /// let mut body = String::new();
 /// (&r).read_to_string(&mut body)?;
 /// assert_eq!(body, "hello world");
@@ -152,7 +156,7 @@ impl Writer {
             let mut off = (self.pos - tail.start()) as usize;
             let end = off + n as usize;
             if end > self.prefaulted {
-                self.prefaulted = tail.prefault(self.prefaulted, end);
+                self.prefaulted = tail.prefault(self.prefaulted, end, self.pos);
             }
             for p in parts {
                 // SAFETY: `off + p.len() <= cap` because the whole write fits in the room; the range is
@@ -184,12 +188,12 @@ impl Writer {
         if self.shared.config.prefault {
             // Fault in what this write covers before copying.
             if let Some(t) = &self.tail {
-                t.prefault(self.prefaulted, t.cap());
+                t.prefault(self.prefaulted, t.cap(), self.pos);
             }
             let mut left = n - room;
             for seg in &fresh {
                 let take = left.min(seg.cap() as u64);
-                self.prefaulted = seg.prefault(0, take as usize);
+                self.prefaulted = seg.prefault(0, take as usize, self.pos);
                 left -= take;
             }
         }
@@ -227,25 +231,18 @@ impl Writer {
     fn obtain(&mut self, start: u64, need: u64) -> Option<Arc<Segment>> {
         let config = self.shared.config;
         if config.max_buffered.is_some() {
-            if self.spare.is_empty() {
-                self.shared.free.take_all(&mut self.spare);
-            }
-            while let Some(mut seg) = self.spare.pop() {
-                // A view or a BufRead borrow may still point into a retired segment: `get_mut`
-                // proves nobody does (it is the Acquire side of every other owner's release).
-                if let Some(s) = Arc::get_mut(&mut seg) {
-                    s.reset(start);
-                    return Some(seg);
-                }
+            if let Some(seg) = self.recycle(start) {
+                return Some(seg);
             }
         }
+        // Never beyond the declared length (or the size limit): the last segment of a body that
+        // arrives in full is exactly as large as what is left of it.
         let limit = config.content_length.unwrap_or(config.max_size).saturating_sub(start).max(1);
         let size = match config.sizing {
-            // Unbounded with a known length: one contiguous segment of exactly that length, so a
-            // memoryview of the whole body is always zero-copy. Its pages are faulted in only as
-            // they are written, so a large declared length costs nothing up front.
-            Sizing::Whole => limit,
             Sizing::Fixed(n) => n as u64,
+            // As large as the write needs (up to `max`), else the next step of the doubling, so
+            // storage follows the bytes written: at most one segment is not full, and it is
+            // never larger than the bytes before it plus the first segment.
             Sizing::Geometric { max } => {
                 let want = usize::try_from(need).unwrap_or(usize::MAX);
                 self.next_size.max(want.min(max)) as u64
@@ -258,6 +255,34 @@ impl Writer {
             self.next_size = self.next_size.saturating_mul(2).min(max);
         }
         Some(seg)
+    }
+
+    /// Ring mode: a retired segment that nobody else refers to, reset to hold the bytes from
+    /// `start` on. One still pinned (by a view, or by a large read copying out of it after
+    /// releasing the cursor) stays in `spare` to be tried again, up to [`SPARE_MAX`] of them;
+    /// segments smaller than the current size (from the growth at the start of the body) are
+    /// freed instead of reused, so the ring settles at its full segment size.
+    fn recycle(&mut self, start: u64) -> Option<Arc<Segment>> {
+        if self.spare.is_empty() {
+            self.shared.free.take_all(&mut self.spare);
+        }
+        let mut i = 0;
+        while i < self.spare.len() {
+            if self.spare[i].cap() < self.next_size {
+                drop(self.spare.swap_remove(i));
+                continue;
+            }
+            // A view or a BufRead borrow may still point into a retired segment: `get_mut`
+            // proves nobody does (it is the Acquire side of every other owner's release).
+            if let Some(s) = Arc::get_mut(&mut self.spare[i]) {
+                s.reset(start);
+                return Some(self.spare.swap_remove(i));
+            }
+            i += 1;
+        }
+        // All pinned: keep a few for later, let the views own the rest.
+        self.spare.truncate(SPARE_MAX);
+        None
     }
 
     /// Segments allocated for a write that then failed: kept for reuse in ring mode (where
@@ -286,9 +311,36 @@ impl Writer {
     }
 
     /// Ends the body: readers get every byte, then EOF.
-    pub fn close(mut self) {
-        self.shared.finish(None);
+    ///
+    /// With a declared `content_length` that was not reached, the body is truncated, and saying
+    /// EOF would pass it off as complete: the readers get every byte written, then an abort with
+    /// the reason [`INCOMPLETE_BODY`](crate::INCOMPLETE_BODY), and this returns
+    /// [`CloseError::Incomplete`] so the producer knows too. The body is ended either way.
+    ///
+    /// ```
+    /// use bodypipe::{Builder, CloseError};
+    ///
+    /// let (mut w, _r) = Builder::new().content_length(4).build()?;
+    /// w.write(b"ab")?;
+    /// assert_eq!(w.close(), Err(CloseError::Incomplete { written: 2, expected: 4 }));
+    ///
+    /// let (mut w, _r) = bodypipe::pipe(); // no declared length: any length is complete
+    /// w.write(b"ab")?;
+    /// w.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close(mut self) -> Result<(), CloseError> {
         self.finished = true;
+        match self.shared.config.content_length {
+            Some(expected) if self.pos < expected => {
+                self.shared.finish(Some(INCOMPLETE_BODY.to_owned()));
+                Err(CloseError::Incomplete { written: self.pos, expected })
+            }
+            _ => {
+                self.shared.finish(None);
+                Ok(())
+            }
+        }
     }
 
     /// Ends the body with an error: readers get every byte written so far, then

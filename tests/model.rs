@@ -1,11 +1,14 @@
 #![cfg(not(feature = "loom"))]
 //! Model-based property tests: random sequences of writes (`write`, `write_slices`), reads
-//! (`try_read`, `read_blocking` and `read_until` with a deadline already passed, `try_read_until`
-//! with random delimiters and limits), skips, seeks (Start/Current/End), finds (random needles and
-//! pieces of the data, so many straddle segment boundaries), views, close and abort, against a
-//! plain `Vec<u8>` with a position; in unbounded and ring mode (random `max_buffered`), with and
-//! without `content_length` / `max_size`, for segment sizes 1, 3, 7, 64 and the default sizing.
-//! 4000 cases of up to 300 operations per configuration.
+//! (`try_read`, `try_read_full`, `try_read_views`, `read_blocking` and `read_until` with a
+//! deadline already passed, `try_read_until` with random delimiters and limits), skips, seeks
+//! (Start/Current/End), finds (random needles and pieces of the data, so many straddle segment
+//! boundaries), views, closes (short of a declared length, which is an abort, and complete: an
+//! operation fills the body up to its length) and aborts, against a plain `Vec<u8>` with a
+//! position and an end state that makes every read fail once an aborted body is drained; in
+//! unbounded and ring mode (random `max_buffered`), with and without `content_length` /
+//! `max_size`, for segment sizes 1, 3, 7, 64 and the default sizing. 4000 cases of up to 300
+//! operations per configuration.
 //!
 //! Every operation's result is compared with the model, and after every operation so are the
 //! reader's `available`, `position`, `written` and `at_eof`. Ring mode is modelled exactly except
@@ -14,7 +17,7 @@
 //! stays refused; every successful backward seek is followed by reads compared with the model,
 //! which is what catches a recycled segment overwriting bytes the reader can still reach.
 
-use bodypipe::{Builder, Reader, SeekError, WriteError, Writer};
+use bodypipe::{Builder, CloseError, Reader, SeekError, WriteError, Writer, INCOMPLETE_BODY};
 use proptest::prelude::*;
 use std::io::{ErrorKind, SeekFrom};
 use std::time::Instant;
@@ -56,6 +59,14 @@ enum Op {
     },
     Views,
     Close,
+    /// Writes up to the declared length (at most 64 bytes at a time), so closes are often
+    /// complete, not only short.
+    FillToLength,
+    TryReadFull(usize),
+    TryReadViews {
+        min: usize,
+        max: usize,
+    },
     Abort,
 }
 
@@ -90,6 +101,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(needle, start, end)| Op::Find { needle, start, end }),
         2 => Just(Op::Views),
         1 => Just(Op::Close),
+        2 => Just(Op::FillToLength),
+        3 => (0usize..30).prop_map(Op::TryReadFull),
+        3 => (0usize..30, 0usize..30).prop_map(|(min, max)| Op::TryReadViews { min, max }),
         1 => Just(Op::Abort),
     ]
 }
@@ -158,10 +172,10 @@ fn expect_line(m: &Model, delim: u8, limit: Option<usize>) -> Line {
         Line::Take(i + 1)
     } else if unread.len() >= lim {
         Line::Take(lim)
-    } else if m.end != End::Open && !unread.is_empty() {
-        Line::Take(unread.len())
     } else if m.end == End::Eof {
-        Line::Take(0)
+        // The rest (or nothing) at a clean end; after an abort a last line without its
+        // delimiter is no line.
+        Line::Take(unread.len())
     } else if m.end == End::Aborted {
         Line::Aborted
     } else {
@@ -242,8 +256,12 @@ fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         m.advance(n);
                     }
                     Line::Aborted => {
+                        // The bytes of the line that can never complete come with the error.
                         prop_assert_eq!(got.map_err(|e| e.kind()).err(), Some(ErrorKind::ConnectionAborted));
-                        prop_assert_eq!(out.as_slice(), b"prefix");
+                        prop_assert_eq!(&out[..6], b"prefix");
+                        prop_assert_eq!(&out[6..], m.unread());
+                        let n = m.unread().len();
+                        m.advance(n);
                     }
                     Line::Incomplete => {
                         let unread = m.unread().len();
@@ -311,10 +329,68 @@ fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Close => {
                 if let Some(w) = w.take() {
-                    w.close();
-                    if m.end == End::Open {
-                        m.end = End::Eof;
+                    let got = w.close();
+                    let written = m.data.len() as u64;
+                    match config.content_length.filter(|&cl| written < cl) {
+                        // A close short of the declared length is an abort, and says so.
+                        Some(expected) => {
+                            prop_assert_eq!(got, Err(CloseError::Incomplete { written, expected }));
+                            m.end = End::Aborted;
+                            m.reason = Some(INCOMPLETE_BODY);
+                        }
+                        None => {
+                            prop_assert_eq!(got, Ok(()));
+                            m.end = End::Eof;
+                        }
                     }
+                }
+            }
+            Op::FillToLength => {
+                let Some(cl) = config.content_length else { continue };
+                let n = usize::try_from(cl).unwrap_or(usize::MAX).saturating_sub(m.data.len()).min(64);
+                let chunk: Vec<u8> = (0..n).map(|i| ALPHABET[i % ALPHABET.len()]).collect();
+                write(&mut w, &mut m, &config, max_size, &[chunk])?;
+            }
+            Op::TryReadFull(n) => {
+                let mut buf = vec![0u8; n];
+                let got = r.try_read_full(&mut buf);
+                let unread = m.unread().len();
+                if n == 0 {
+                    prop_assert_eq!(got.ok(), Some(0));
+                } else if unread >= n || (m.end != End::Open && unread > 0) {
+                    let k = n.min(unread);
+                    prop_assert_eq!(got.ok(), Some(k));
+                    prop_assert_eq!(&buf[..k], &m.unread()[..k]);
+                    m.advance(k);
+                } else {
+                    let expect = match m.end {
+                        End::Open => Err(ErrorKind::WouldBlock),
+                        End::Eof => Ok(0),
+                        End::Aborted => Err(ErrorKind::ConnectionAborted),
+                    };
+                    prop_assert_eq!(got.map_err(|e| e.kind()), expect);
+                }
+            }
+            Op::TryReadViews { min, max } => {
+                let got = r.try_read_views(min, max);
+                let unread = m.unread().len();
+                let need = min.clamp(1, max.max(1));
+                if max == 0 {
+                    prop_assert!(got.map_err(|e| e.kind()).is_ok_and(|v| v.is_empty()));
+                } else if unread >= need || (m.end != End::Open && unread > 0) {
+                    let views = got.map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                    let k = unread.min(max);
+                    let cat: Vec<u8> = views.iter().flat_map(|v| v.iter().copied()).collect();
+                    prop_assert_eq!(cat.as_slice(), &m.unread()[..k]);
+                    prop_assert!(views.iter().all(|v| v.is_zero_copy() && !v.is_empty()));
+                    m.advance(k);
+                } else {
+                    let expect = match m.end {
+                        End::Open => Err(ErrorKind::WouldBlock),
+                        End::Eof => Ok(0),
+                        End::Aborted => Err(ErrorKind::ConnectionAborted),
+                    };
+                    prop_assert_eq!(got.map(|v| v.len()).map_err(|e| e.kind()), expect);
                 }
             }
             Op::Abort => {
@@ -331,7 +407,8 @@ fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(r.available(), m.data.len() - m.pos);
         prop_assert_eq!(r.position(), m.pos as u64);
         prop_assert_eq!(r.written(), m.data.len() as u64);
-        prop_assert_eq!(r.at_eof(), m.end != End::Open && m.pos >= m.data.len());
+        // An aborted body never reaches EOF: reads raise instead.
+        prop_assert_eq!(r.at_eof(), m.end == End::Eof && m.pos >= m.data.len());
         prop_assert_eq!(r.is_ended(), m.end != End::Open);
         if let Some(w) = &w {
             prop_assert_eq!(w.written(), m.data.len() as u64);
@@ -367,7 +444,7 @@ fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         End::Open => unreachable!(),
     }
-    prop_assert!(r.at_eof());
+    prop_assert_eq!(r.at_eof(), m.end == End::Eof);
     // Unbounded mode keeps everything: the whole body is still there from 0.
     if config.max_buffered.is_none() {
         prop_assert_eq!(r.seek(SeekFrom::Start(0)).unwrap(), 0);

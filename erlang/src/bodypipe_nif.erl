@@ -49,10 +49,10 @@ buffer_write_dirty(_Buf, _Data) -> ?not_loaded.
 or_dirty(dirty, Dirty) -> Dirty();
 or_dirty(Result, _Dirty) -> Result.
 
--spec buffer_close(reference()) -> ok | dirty.
+-spec buffer_close(reference()) -> ok | {error, incomplete} | dirty.
 buffer_close(_Buf) -> ?not_loaded.
 
--spec buffer_close_dirty(reference()) -> ok.
+-spec buffer_close_dirty(reference()) -> ok | {error, incomplete}.
 buffer_close_dirty(_Buf) -> ?not_loaded.
 
 -spec buffer_abort(reference(), binary()) -> ok | dirty.

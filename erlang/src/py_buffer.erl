@@ -86,8 +86,13 @@ write(Buf, Data) ->
     bodypipe_nif:or_dirty(bodypipe_nif:buffer_write(Buf, Data),
                           fun() -> bodypipe_nif:buffer_write_dirty(Buf, Data) end).
 
-%% @doc Ends the body: Python reads the remaining data, then EOF. Idempotent.
--spec close(buffer()) -> ok.
+%% @doc Ends the body: Python reads the remaining data, then EOF. Idempotent
+%% (`ok' once closed or aborted).
+%%
+%% A declared content length is a promise: closing before it is reached returns
+%% `{error, incomplete}' and ends the body as an abort, so Python readers get the
+%% bytes written, then `BodyAborted("incomplete body")', never a clean EOF.
+-spec close(buffer()) -> ok | {error, incomplete}.
 close(Buf) ->
     bodypipe_nif:or_dirty(bodypipe_nif:buffer_close(Buf),
                           fun() -> bodypipe_nif:buffer_close_dirty(Buf) end).

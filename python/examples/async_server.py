@@ -27,6 +27,8 @@ import json
 import bodypipe
 
 MAX_HEAD = 64 * 1024
+# The largest body accepted; a larger Content-Length is answered 413 before any of it is read.
+MAX_BODY = 64 * 1024 * 1024
 
 
 async def app(scope: dict, body: bodypipe.PyBuffer) -> tuple[int, dict]:
@@ -75,7 +77,13 @@ def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
 
 async def respond(stream: asyncio.StreamWriter, status: int, payload: dict) -> None:
     data = json.dumps(payload).encode()
-    reason = {200: "OK", 400: "Bad Request", 411: "Length Required", 500: "Internal Server Error"}[status]
+    reason = {
+        200: "OK",
+        400: "Bad Request",
+        411: "Length Required",
+        413: "Content Too Large",
+        500: "Internal Server Error",
+    }[status]
     stream.write(
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
@@ -83,7 +91,7 @@ async def respond(stream: asyncio.StreamWriter, status: int, payload: dict) -> N
     await stream.drain()
 
 
-async def handle(reader: asyncio.StreamReader, stream: asyncio.StreamWriter) -> None:
+async def handle(reader: asyncio.StreamReader, stream: asyncio.StreamWriter, max_body: int = MAX_BODY) -> None:
     try:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -97,9 +105,14 @@ async def handle(reader: asyncio.StreamReader, stream: asyncio.StreamWriter) -> 
         if "chunked" in headers.get("transfer-encoding", "").lower():
             await respond(stream, 411, {"error": "send a Content-Length"})
             return
+        if length > max_body:
+            # Refused before a byte of it is read (and before a 100 Continue invites it); the
+            # connection closes, so the unread body cannot be taken for the next request.
+            await respond(stream, 413, {"error": f"body larger than {max_body} bytes"})
+            return
         if headers.get("expect", "").lower() == "100-continue":
             stream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        w, body = bodypipe.pipe(content_length=length)
+        w, body = bodypipe.pipe(content_length=length, max_size=max_body)
         feeding = asyncio.create_task(pump(reader, w, length))
         scope = {"type": "http", "method": method, "path": path, "headers": headers}
         try:
@@ -119,13 +132,13 @@ async def handle(reader: asyncio.StreamReader, stream: asyncio.StreamWriter) -> 
         stream.close()
 
 
-async def serve(host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
+async def serve(host: str = "127.0.0.1", port: int = 0, max_body: int = MAX_BODY) -> asyncio.Server:
     """Starts the server (port 0: any free port; see ``server.sockets[0].getsockname()``)."""
-    return await asyncio.start_server(handle, host, port, limit=MAX_HEAD)
+    return await asyncio.start_server(lambda r, w: handle(r, w, max_body), host, port, limit=MAX_HEAD)
 
 
-async def main(host: str, port: int) -> None:
-    server = await serve(host, port)
+async def main(host: str, port: int, max_body: int) -> None:
+    server = await serve(host, port, max_body)
     print(f"listening on http://{host}:{server.sockets[0].getsockname()[1]}/")
     async with server:
         await server.serve_forever()
@@ -136,10 +149,11 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument("--max-body", type=int, default=MAX_BODY, help="largest body accepted (413 above)")
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
 
-        uvloop.run(main(args.host, args.port))
+        uvloop.run(main(args.host, args.port, args.max_body))
     else:
-        asyncio.run(main(args.host, args.port))
+        asyncio.run(main(args.host, args.port, args.max_body))

@@ -18,9 +18,10 @@ import asyncio
 import sys
 import weakref
 
-# Filled in by aio.rs: bodypipe.BodyAborted, bodypipe._Notifier.
+# Filled in by aio.rs: bodypipe.BodyAborted, bodypipe._Notifier, the gather buffer of aread().
 BodyAborted = None
 _Notifier = None
+_Gather = None
 
 # "Wake me only at the end of the stream": a threshold no body reaches (the core caps bodies at
 # 1 GiB by default, and the threshold counts unread bytes, which fit in memory).
@@ -98,20 +99,16 @@ async def _read_all(buf):
         while not buf._ended():
             await _wait(buf, _END)
         return buf.read()  # everything is there: never waits
-    # Ring mode: the writer cannot finish until we make room, so gather as it comes.
-    parts = []
-    try:
-        while True:
-            data = buf._try_read1(None)
-            if data is None:
-                await _wait(buf, 1)
-            elif data:
-                parts.append(data)
-            else:
-                return b"".join(parts)
-    except BodyAborted as e:
-        _with_partial(e, parts)
-        raise
+    # Ring mode: the writer cannot finish until we make room, so gather as it comes, in pieces
+    # that follow the bytes and are copied once into the result (never twice the body in
+    # memory). After an abort the bytes gathered are on the exception's `partial`.
+    gathered = _Gather()
+    while True:
+        got = buf._try_gather(gathered)
+        if got is None:
+            await _wait(buf, 1)
+        elif not got:
+            return gathered.finish()
 
 
 async def areadline(buf, limit):
@@ -124,7 +121,8 @@ async def areadline(buf, limit):
             got = buf._try_readline(limit)
         except BodyAborted as e:
             if parts:
-                _with_partial(e, parts)
+                # The line's earlier parts, then the incomplete rest the failing call took.
+                _with_partial(e, parts + [e.partial])
             raise
         kind = got.__class__
         if kind is bytes:
@@ -157,7 +155,9 @@ async def areadexactly(buf, n):
             if buf.readable_amount() < want and not buf._ended():
                 await _wait(buf, want)
                 continue
-            chunk = buf._try_read1(need)
+            # All `want` bytes in one step (one contiguous slice) when they can all be
+            # buffered; in ring mode beyond max_buffered, what is there, step by step.
+            chunk = buf._try_read_exact(need) if want == need else buf._try_read1(need)
             if chunk is None:
                 continue  # another reader took the bytes
             if not chunk:

@@ -228,6 +228,7 @@ pub(crate) fn aio(py: Python<'_>) -> PyResult<&'static Aio> {
         let m = PyModule::from_code(py, &src, c"bodypipe/_aio.py", c"bodypipe._aio")?;
         m.setattr("BodyAborted", py.get_type::<BodyAborted>())?;
         m.setattr("_Notifier", py.get_type::<Notifier>())?;
+        m.setattr("_Gather", py.get_type::<crate::gather::PyGather>())?;
         let get = |name: &str| m.getattr(name).map(Bound::unbind);
         Ok(Aio {
             aread: get("aread")?,

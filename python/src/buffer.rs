@@ -1,7 +1,9 @@
 //! `bodypipe.PyBuffer`: the file-like reader side of a body.
 
 use crate::aio::{aio, AsyncWaiters, Notifier};
-use crate::errors::{self, body_aborted, bytes_like, read_error, size_arg, timeout, unsupported};
+use crate::bytes::{bytes_from_views, bytes_of, copy_views, join_bytes, new_bytes, uninit_bytes, DETACH_COPY};
+use crate::errors::{self, body_aborted, bytes_like, read_error, size_arg, timeout, unsupported, BodyAborted};
+use crate::gather::{Gather, PyGather};
 use crate::wait::{deadline, in_slices};
 use ::bodypipe::{Reader, Ready, View};
 use pyo3::buffer::PyUntypedBuffer;
@@ -13,14 +15,6 @@ use std::ffi::{c_int, c_void};
 use std::io::{self, SeekFrom};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Copies of more than this many bytes are done with the GIL released: below it, releasing and
-/// reacquiring the GIL costs more than the copy.
-const DETACH_COPY: usize = 256 * 1024;
-
-/// Ring mode with no declared length: `read(n)` allocates its result up front only up to this;
-/// beyond it the bytes are gathered as they come.
-const PREALLOC_MAX: usize = 64 * 1024 * 1024;
 
 /// Marks a line too long to copy with the GIL held, with its length (see `PyBuffer::line_fast`).
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +32,7 @@ impl std::error::Error for LongLine {}
 ///
 /// All buffering lives in the core [`Reader`]; this object holds an `Arc` to it (so an embedder
 /// can keep its own handle) and translates calls. See `bodypipe.pyi` for the Python-level docs.
-#[pyclass(name = "PyBuffer", module = "bodypipe", frozen)]
+#[pyclass(name = "PyBuffer", module = "bodypipe", frozen, weakref)]
 pub struct PyBuffer {
     reader: Arc<Reader>,
     /// `_test_create` keeps the writer here, so the body neither grows nor aborts while the
@@ -78,107 +72,69 @@ impl PyBuffer {
         got.ok_or_else(|| timeout(py, b""))
     }
 
-    /// Reads into `buf` until it is full or the stream ends; returns the count. Blocks (GIL
-    /// released, in slices) when no data is there. On error returns the count taken so far with it.
-    fn fill(&self, py: Python<'_>, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, (usize, PyErr)> {
+    /// One consuming step, as one contiguous slice of the stream: `max` bytes (with `whole`; fewer
+    /// only once the stream has ended) or at least one (without), into a new `bytes`. `b''` at
+    /// EOF; `BodyAborted` once an aborted body is drained; `None` (nothing consumed) while the
+    /// bytes are not there, or another reader thread took them first.
+    ///
+    /// Up to `DETACH_COPY` the copy is made under the cursor lock with the GIL held (cheaper than
+    /// releasing it); beyond that the core reserves the range under the lock and hands it over
+    /// as views, copied with the GIL released while other threads read on.
+    fn take_bytes<'py>(&self, py: Python<'py>, max: usize, whole: bool) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let r = &*self.reader;
-        let mut got = 0;
-        while got < buf.len() {
-            let rest = &mut buf[got..];
-            let res = if rest.len().min(r.available()) > DETACH_COPY {
-                py.detach(|| try_read_pieces(r, rest))
-            } else {
-                r.try_read(rest)
+        let size = r.available().min(max);
+        let ended = || r.is_ended() || r.is_closed();
+        if size == 0 || size > DETACH_COPY {
+            // (Also for nothing there: the core tells EOF, abort and "not yet" apart.)
+            let min = if whole { max } else { 1 };
+            return match r.try_read_views(min, max) {
+                Ok(views) => bytes_from_views(py, &views).map(Some),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(read_error(py, e)),
             };
-            let n = match res {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // One piece at a time: the copy happens under the cursor lock.
-                    let piece = rest.len().min(COPY_PIECE);
-                    let rest = &mut rest[..piece];
-                    let waited = in_slices(py, deadline, |end| match r.read_blocking(rest, Some(end)) {
-                        Err(e) if e.kind() == io::ErrorKind::TimedOut => None,
-                        other => Some(other),
-                    })
-                    .map_err(|e| (got, e))?;
-                    match waited {
-                        None => return Err((got, timeout(py, b""))),
-                        Some(Ok(n)) => n,
-                        Some(Err(e)) => return Err((got, read_error(py, e))),
-                    }
-                }
-                Err(e) => return Err((got, read_error(py, e))),
-            };
-            if n == 0 {
-                break; // EOF
-            }
-            got += n;
         }
-        Ok(got)
-    }
-
-    /// Allocates a `bytes` of `size` and fills it straight from the pipe (no intermediate
-    /// buffer). A short fill (EOF first) is trimmed with one copy. Errors carry the bytes taken:
-    /// a `TimeoutError` gets them as `partial`; any other error (abort, signal) as `partial` too,
-    /// so no data is silently lost.
-    fn read_into_new<'py>(
-        &self,
-        py: Python<'py>,
-        size: usize,
-        deadline: Option<Instant>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let mut got = 0usize;
-        let mut failure: Option<PyErr> = None;
+        if whole && size < max && !ended() {
+            return Ok(None);
+        }
+        let mut got = None;
         let bytes = new_bytes(py, size, |buf| {
-            match self.fill(py, buf, deadline) {
-                Ok(n) => got = n,
-                Err((n, e)) => {
-                    got = n;
-                    failure = Some(e);
-                }
+            // `size == max` with `whole`: all of it or nothing; else what is there (at the end,
+            // what is left), at most `size`.
+            let res = if whole && size == max { r.try_read_full(buf) } else { r.try_read(buf) };
+            match res {
+                Ok(n) => got = Some(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(read_error(py, e)),
             }
             Ok(())
         })?;
-        let data = bytes.as_bytes();
-        if let Some(e) = failure {
-            return Err(with_partial(py, e, &data[..got]));
-        }
-        if got == size {
-            Ok(bytes)
-        } else {
-            bytes_of(py, &data[..got])
+        match got {
+            None => Ok(None),
+            Some(n) if n == size => Ok(Some(bytes)),
+            Some(n) => bytes_of(py, &bytes.as_bytes()[..n]).map(Some),
         }
     }
 
-    /// `read(n)` for a known `n > 0`: exactly `n` bytes unless EOF comes first.
+    /// `read(n)` for a known `n > 0`: exactly `n` bytes unless the stream ends first, taken in
+    /// one step once they are all there, so a timeout loses nothing and the result is one
+    /// contiguous slice whatever other threads read. In ring mode no more than the high-water
+    /// mark can ever be buffered: a larger `n` is gathered as it arrives (see `gather`).
     fn read_exact<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
         let r = &*self.reader;
         let deadline = self.op_deadline();
-        // First wait without consuming anything, so the result can be allocated at its final
-        // size and a timeout loses nothing. In ring mode no more than the high-water mark may
-        // ever be buffered, so wait for that much and fill the rest as it comes.
-        let want = r.max_buffered().map_or(n, |m| n.min(m));
-        let avail = self.wait_for(py, want, deadline)?;
-        let ended = r.is_ended() || r.is_closed();
-        let size = if avail >= n || ended {
-            n.min(avail)
-        } else {
-            // Ring mode and `n` beyond the high-water mark: allocate what can still come. With
-            // no declared length, a huge `n` (`read(2**40)`) must not be allocated up front.
-            match r.content_length() {
-                Some(cl) => n.min(usize::try_from(cl.saturating_sub(r.position())).unwrap_or(usize::MAX)),
-                None if n > PREALLOC_MAX => return self.gather(py, Some(n), deadline),
-                None => n,
+        if r.max_buffered().is_some_and(|m| n > m) {
+            return self.gather(py, Some(n), deadline);
+        }
+        loop {
+            self.wait_for(py, n, deadline)?;
+            if let Some(bytes) = self.take_bytes(py, n, true)? {
+                if !bytes.as_bytes().is_empty() && bytes.as_bytes().len() < n {
+                    return self.unless_aborted(py, bytes);
+                }
+                return Ok(bytes);
             }
-        };
-        if size == 0 {
-            return self.end_of_stream(py);
+            // Another reader thread took some of the bytes first: wait for `n` again.
         }
-        let bytes = self.read_into_new(py, size, deadline)?;
-        if bytes.as_bytes().len() < n {
-            return self.unless_aborted(py, bytes);
-        }
-        Ok(bytes)
     }
 
     /// A read that asked for more than it got (`read(n)` short, `read()`) must not pass off a
@@ -195,106 +151,89 @@ impl PyBuffer {
         }
     }
 
-    /// What a read returns once nothing is left: `b''` at EOF (or while nothing is there, for
-    /// non-blocking reads), `BodyAborted` after an abort. Asks the core rather than re-deriving
-    /// its rules; the one-byte probe can only take a byte that raced in, which is then returned.
-    fn end_of_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let mut probe = [0u8; 1];
-        match self.reader.try_read(&mut probe) {
-            Ok(n) => Ok(PyBytes::new(py, &probe[..n])),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(PyBytes::new(py, b"")),
-            Err(e) => Err(read_error(py, e)),
+    /// `BodyAborted` (with `partial = b''`) if the body was aborted and every byte before the
+    /// abort is consumed: for the calls that consume nothing (`peek`, `at_eof`), which must not
+    /// look like a clean end either.
+    fn raise_if_drained_abort(&self, py: Python<'_>) -> PyResult<()> {
+        let r = &*self.reader;
+        match r.abort_reason() {
+            // The abort is final: nothing can be written after it, so 0 unread stays 0.
+            Some(reason) if r.available() == 0 => {
+                Err(read_error(py, io::Error::new(io::ErrorKind::ConnectionAborted, reason)))
+            }
+            _ => Ok(()),
         }
     }
 
-    /// `read()` / `read(-1)`: everything up to EOF.
+    /// `read()` / `read(-1)`: everything up to EOF, as one contiguous slice.
     fn read_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let r = &*self.reader;
         let deadline = self.op_deadline();
-        if let Some(cl) = r.content_length() {
-            // The size is known: one allocation, filled as data arrives.
-            let rem = usize::try_from(cl.saturating_sub(r.position())).unwrap_or(usize::MAX);
-            if rem == 0 {
-                return self.end_of_stream(py);
-            }
-            if r.max_buffered().is_some() {
-                let bytes = self.read_into_new(py, rem, deadline)?;
+        if r.max_buffered().is_some() {
+            // Ring mode: the writer is held back until we read, so gather as it comes, in memory
+            // that follows the bytes (never the declared length).
+            return self.gather(py, None, deadline);
+        }
+        // Unbounded: the pipe itself holds the body until it ends (consuming nothing, so a
+        // timeout loses nothing); then one step takes it all. Memory is the body, twice at most.
+        loop {
+            self.wait_for(py, usize::MAX, deadline)?;
+            if let Some(bytes) = self.take_bytes(py, usize::MAX, false)? {
+                if bytes.as_bytes().is_empty() {
+                    return Ok(bytes);
+                }
                 return self.unless_aborted(py, bytes);
             }
-            return self.read_exact(py, rem);
         }
-        if r.max_buffered().is_none() {
-            // Unbounded: the pipe itself holds the body until it ends; then copy once.
-            let avail = self.wait_for(py, usize::MAX, deadline)?;
-            if avail == 0 {
-                return self.end_of_stream(py);
-            }
-            let bytes = self.read_into_new(py, avail, deadline)?;
-            return self.unless_aborted(py, bytes);
-        }
-        // Ring mode with unknown length: the writer is held back until we read, so drain as we go.
-        self.gather(py, None, deadline)
     }
 
-    /// Ring mode, total unknown: reads as data comes (the writer waits for us to make room)
-    /// until EOF or `cap` bytes, gathering into a Vec copied once into the result. Used when the
-    /// final size is unknown and could be far larger than what will arrive. This can be the whole
-    /// body, so every large step (growing the Vec, filling it, the final copy) is GIL-released.
+    /// Ring mode, `read()` or `read(n)` beyond the high-water mark: reads as data comes (the
+    /// writer waits for us to make room) until EOF or `cap` bytes, gathering in pieces that grow
+    /// with the bytes (see `gather.rs`) copied once into the result. A step that finds the whole
+    /// result there (the body complete, or `cap` reached, in the first step) is copied straight
+    /// into the result instead. Every large copy is GIL-released. Errors carry the bytes gathered
+    /// as `partial`.
+    ///
+    /// The one read that is not a single step: other reader threads may take bytes between its
+    /// steps (it cannot hold them off while it waits for the network).
     fn gather<'py>(
         &self,
         py: Python<'py>,
         cap: Option<usize>,
         deadline: Option<Instant>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let mut out: Vec<u8> = Vec::new();
+        let r = &*self.reader;
+        let mut out = Gather::default();
         loop {
             let want = cap.map_or(usize::MAX, |c| c - out.len());
             if want == 0 {
-                return bytes_of(py, &out);
+                return out.into_bytes(py);
             }
-            let avail = match self.wait_for(py, 1, deadline) {
-                Ok(a) => a.min(want),
-                Err(e) => return Err(with_partial(py, e, &out)),
+            if let Err(e) = self.wait_for(py, 1, deadline) {
+                return Err(out.attach(py, e));
+            }
+            let views = match r.try_read_views(1, want) {
+                Ok(views) => views,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(out.attach(py, read_error(py, e))),
             };
-            if avail == 0 {
-                return match self.end_of_stream(py) {
-                    Ok(_) => bytes_of(py, &out),
-                    Err(e) => Err(with_partial(py, e, &out)),
-                };
+            if views.is_empty() {
+                return out.into_bytes(py);
             }
-            let old = out.len();
-            let grow = |out: &mut Vec<u8>| out.try_reserve(avail).map(|()| out.resize(old + avail, 0));
-            // Zero-filling a large piece, or a reallocation that may move a large Vec, is as
-            // costly as a large copy.
-            let large = avail > DETACH_COPY || (old > DETACH_COPY && out.capacity() - old < avail);
-            let grown = if large { py.detach(|| grow(&mut out)) } else { grow(&mut out) };
-            if grown.is_err() {
-                return Err(with_partial(py, PyMemoryError::new_err("out of memory reading the body"), &out));
+            let n: usize = views.iter().map(|v| v.len()).sum();
+            if out.is_empty() && (n == want || r.at_eof()) {
+                return bytes_from_views(py, &views);
             }
-            match self.fill_present(py, &mut out[old..]) {
-                Ok(n) => out.truncate(old + n),
-                Err(e) => {
-                    out.truncate(old);
-                    return Err(with_partial(py, e, &out));
-                }
+            if let Err(e) = out.push(py, &views) {
+                // Consumed but not kept: `partial` gets what was gathered before, with the
+                // MemoryError (these bytes are lost, as memory for them was not there).
+                return Err(out.attach(py, e));
             }
-        }
-    }
-
-    /// Copies what is there now into `buf` without blocking (GIL released for large copies).
-    /// Returns 0 when nothing is there (EOF or another thread took it).
-    fn fill_present(&self, py: Python<'_>, buf: &mut [u8]) -> PyResult<usize> {
-        let r = &*self.reader;
-        let res = if buf.len() > DETACH_COPY { py.detach(|| try_read_pieces(r, buf)) } else { r.try_read(buf) };
-        match res {
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) => Err(read_error(py, e)),
         }
     }
 
     /// `read1`/`read_nonblock` core: up to `n` (None: all) of the bytes there now, in one
-    /// allocation. With `block`, first waits for at least one byte.
+    /// step. With `block`, first waits for at least one byte.
     fn read_some<'py>(&self, py: Python<'py>, n: Option<usize>, block: bool) -> PyResult<Bound<'py, PyBytes>> {
         let r = &*self.reader;
         if n == Some(0) {
@@ -303,32 +242,19 @@ impl PyBuffer {
         let deadline = self.op_deadline();
         loop {
             let avail = if block { self.wait_for(py, 1, deadline)? } else { r.available() };
-            let size = n.map_or(avail, |n| n.min(avail));
-            if size == 0 {
-                if !block && !r.is_ended() && !r.is_closed() {
-                    return Ok(PyBytes::new(py, b""));
-                }
-                return self.end_of_stream(py);
-            }
-            let mut got = 0;
-            let bytes = new_bytes(py, size, |buf| {
-                got = self.fill_present(py, buf)?;
-                Ok(())
-            })?;
-            if got == size {
-                return Ok(bytes);
-            }
-            if got > 0 {
-                return bytes_of(py, &bytes.as_bytes()[..got]);
-            }
-            // Another reader thread took the bytes between our check and our read.
-            if !block {
+            if avail == 0 && !block && !r.is_ended() && !r.is_closed() {
                 return Ok(PyBytes::new(py, b""));
+            }
+            match self.take_bytes(py, n.unwrap_or(usize::MAX), false)? {
+                Some(bytes) => return Ok(bytes),
+                // Another reader thread took the bytes between our check and our read.
+                None if !block => return Ok(PyBytes::new(py, b"")),
+                None => {}
             }
         }
     }
 
-    /// `readinto` core: at least one byte into `target` (0 only at EOF).
+    /// `readinto` core: at least one byte into `target` (0 only at EOF), in one step.
     fn readinto_impl(&self, py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<usize> {
         let pybuf = PyUntypedBuffer::get(target)?;
         if pybuf.readonly() {
@@ -346,25 +272,22 @@ impl PyBuffer {
         // checked above, and `len` is its size in bytes.
         let dst = unsafe { std::slice::from_raw_parts_mut(pybuf.buf_ptr().cast::<u8>(), len) };
         let r = &*self.reader;
-        let res =
-            if len.min(r.available()) > DETACH_COPY { py.detach(|| try_read_pieces(r, dst)) } else { r.try_read(dst) };
-        let n = match res {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let deadline = self.op_deadline();
-                // At most one piece: the copy happens under the cursor lock (readinto may be short).
-                let piece = dst.len().min(COPY_PIECE);
-                let dst = &mut dst[..piece];
-                let waited = in_slices(py, deadline, |end| match r.read_blocking(dst, Some(end)) {
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => None,
-                    other => Some(other),
-                })?;
-                match waited {
-                    None => return Err(timeout(py, b"")),
-                    Some(res) => res.map_err(|e| read_error(py, e))?,
+        let deadline = self.op_deadline();
+        let n = loop {
+            let res = if len.min(r.available()) > DETACH_COPY {
+                // Reserved under the cursor, copied with the GIL released.
+                r.try_read_views(1, len).map(|views| copy_views(py, &views, &mut *dst))
+            } else {
+                // At most DETACH_COPY with the GIL held, however much arrived since the check.
+                r.try_read(&mut dst[..len.min(DETACH_COPY)])
+            };
+            match res {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait_for(py, 1, deadline)?;
                 }
+                Err(e) => return Err(read_error(py, e)),
             }
-            Err(e) => return Err(read_error(py, e)),
         };
         drop(pybuf);
         Ok(n)
@@ -441,8 +364,31 @@ impl PyBuffer {
     }
 
     /// A complete line (up to `limit` bytes; the rest at EOF; `b''` at EOF) if there is one now,
-    /// without waiting; `None` while the line is incomplete (nothing consumed then).
+    /// without waiting; `None` while the line is incomplete (nothing consumed then). After an
+    /// abort, a last line without its newline is no line: `BodyAborted`, with its bytes (now
+    /// consumed) as `partial`.
     fn try_line<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        match self.try_line_inner(py, limit) {
+            Err(e) if e.is_instance_of::<BodyAborted>(py) => Err(self.with_rest(py, e)),
+            other => other,
+        }
+    }
+
+    /// `e` with the unread bytes, consumed now, as `partial` (an aborted body's incomplete line).
+    fn with_rest(&self, py: Python<'_>, e: PyErr) -> PyErr {
+        let mut rest = Gather::default();
+        while let Ok(views) = self.reader.try_read_views(1, usize::MAX) {
+            if views.is_empty() || rest.push(py, &views).is_err() {
+                break;
+            }
+        }
+        if rest.is_empty() {
+            return e;
+        }
+        rest.attach(py, e)
+    }
+
+    fn try_line_inner<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         loop {
             if let Ok(line) = self.line_fast(py, limit)? {
                 return Ok(line);
@@ -481,130 +427,6 @@ impl PyBuffer {
             Ok(Some(Err(e))) => Err(with_partial(py, read_error(py, e), &out)),
         }
     }
-}
-
-/// A region of a `bytes` object under construction, handed to a GIL-released closure.
-#[derive(Clone, Copy)]
-struct RawRegion(*mut u8, usize);
-
-// SAFETY: the region belongs to a `bytes` object that no other code can reach yet (see
-// `new_bytes`), so writing it from another thread while we wait is not a data race.
-unsafe impl Send for RawRegion {}
-
-impl RawRegion {
-    /// Zero-fills the region.
-    ///
-    /// # Safety
-    /// The region must be valid for writes of `self.1` bytes and not accessed concurrently.
-    unsafe fn zero(self) {
-        // SAFETY: per the contract above.
-        unsafe { std::ptr::write_bytes(self.0, 0, self.1) }
-    }
-
-    /// Copies `parts` one after the other to the start of the region; returns the count.
-    ///
-    /// # Safety
-    /// The region must be valid for writes of `self.1` bytes and not accessed concurrently, and
-    /// the parts must total at most `self.1` bytes and not overlap it.
-    unsafe fn copy_parts(self, parts: &[&[u8]]) -> usize {
-        let mut at = 0;
-        for part in parts {
-            debug_assert!(at + part.len() <= self.1);
-            // SAFETY: per the contract above, `at + part.len()` stays inside the region.
-            unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), self.0.add(at), part.len()) };
-            at += part.len();
-        }
-        at
-    }
-}
-
-/// A new `bytes` object of `len` bytes whose contents are *uninitialised*: the caller must
-/// write all of them (through the region, never a `&[u8]` of it) before the object is used.
-fn uninit_bytes(py: Python<'_>, len: usize) -> PyResult<(Bound<'_, PyAny>, RawRegion)> {
-    let ssize = ffi::Py_ssize_t::try_from(len).map_err(|_| PyMemoryError::new_err("read size too large"))?;
-    // SAFETY: a NULL source asks CPython for an uninitialised bytes object of `len` bytes; the
-    // GIL is held; a NULL result is turned into the pending Python error (MemoryError).
-    let obj = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), ssize))? };
-    // SAFETY: `obj` is a bytes object, just created; its buffer is `len` bytes plus a NUL.
-    let ptr = unsafe { ffi::PyBytes_AsString(obj.as_ptr()) }.cast::<u8>();
-    if ptr.is_null() {
-        return Err(PyErr::fetch(py));
-    }
-    Ok((obj, RawRegion(ptr, len)))
-}
-
-/// One `bytes` holding `parts` concatenated, copied once: with the GIL released when that is
-/// more than `DETACH_COPY` bytes (a gathered body, a long line, a peek of the whole body).
-fn join_bytes<'py>(py: Python<'py>, parts: &[&[u8]]) -> PyResult<Bound<'py, PyBytes>> {
-    let len = parts.iter().try_fold(0usize, |n, p| n.checked_add(p.len()));
-    let len = len.ok_or_else(|| PyMemoryError::new_err("read size too large"))?;
-    let (obj, region) = uninit_bytes(py, len)?;
-    if len > DETACH_COPY {
-        // SAFETY: `obj` is referenced only by this function until it returns, so nothing else
-        // reads or writes its buffer while the GIL is released; the parts total `len` bytes and
-        // are borrowed from elsewhere, so they do not overlap it.
-        py.detach(move || unsafe { region.copy_parts(parts) });
-    } else {
-        // SAFETY: as above.
-        unsafe { region.copy_parts(parts) };
-    }
-    // SAFETY: created by PyBytes_FromStringAndSize in `uninit_bytes`; every byte is now written.
-    Ok(unsafe { obj.cast_into_unchecked::<PyBytes>() })
-}
-
-/// `PyBytes::new`, but a large copy is made with the GIL released (see [`join_bytes`]).
-fn bytes_of<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-    if data.len() > DETACH_COPY {
-        join_bytes(py, &[data])
-    } else {
-        Ok(PyBytes::new(py, data))
-    }
-}
-
-/// Like `PyBytes::new_with`: allocates a `bytes` of `len` and lets `init` fill it in place (the
-/// result object is the only buffer), but zero-fills a large one with the GIL released.
-fn new_bytes<'py, F>(py: Python<'py>, len: usize, init: F) -> PyResult<Bound<'py, PyBytes>>
-where
-    F: FnOnce(&mut [u8]) -> PyResult<()>,
-{
-    let (obj, region) = uninit_bytes(py, len)?;
-    if len > DETACH_COPY {
-        // SAFETY: `obj` is referenced only by this function until it returns, so nothing else
-        // reads or writes its buffer while the GIL is released.
-        py.detach(move || unsafe { region.zero() });
-    } else {
-        // SAFETY: as above.
-        unsafe { region.zero() };
-    }
-    // SAFETY: the buffer is `len` initialised bytes owned by `obj`, which outlives this borrow;
-    // no other reference to it exists (see above), so the unique borrow is sound.
-    init(unsafe { std::slice::from_raw_parts_mut(region.0, len) })?;
-    // SAFETY: created by PyBytes_FromStringAndSize above.
-    Ok(unsafe { obj.cast_into_unchecked::<PyBytes>() })
-}
-
-/// Largest copy made under one hold of the core's cursor lock by a GIL-released read. Another
-/// thread's fast path (GIL held) may have to wait for that lock, so each hold is kept short
-/// (~0.1 ms) instead of lasting as long as a 100 MiB copy.
-const COPY_PIECE: usize = 1024 * 1024;
-
-/// `try_read` in pieces of at most [`COPY_PIECE`]; stops at the first short piece. Errors only
-/// if nothing was read (a later call reports the same state again).
-fn try_read_pieces(r: &Reader, buf: &mut [u8]) -> io::Result<usize> {
-    let mut total = 0;
-    for piece in buf.chunks_mut(COPY_PIECE) {
-        match r.try_read(piece) {
-            Ok(n) => {
-                total += n;
-                if n < piece.len() {
-                    break;
-                }
-            }
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(total)
 }
 
 /// Attaches the bytes consumed before an error as `exc.partial` (`b''` when there are none, so
@@ -726,13 +548,17 @@ impl PyBuffer {
         let len = src.len_bytes();
         // SAFETY: the export is held by `src` until the end of this function; contiguous, `len` bytes.
         let bytes = unsafe { std::slice::from_raw_parts(src.buf_ptr().cast::<u8>(), len) };
+        // One segment of exactly the data (sized from bytes that are there, not from a claim),
+        // so `memoryview(buf)` of it is zero-copy.
         let (mut w, r) = ::bodypipe::Builder::new()
             .content_length(len as u64)
             .max_size(len as u64)
+            .segment_size(len.max(1))
             .build()
             .map_err(errors::build_error)?;
         if len > DETACH_COPY { py.detach(|| w.write(bytes)) } else { w.write(bytes) }.map_err(errors::write_error)?;
-        w.close();
+        // The whole declared length was just written: this close is complete.
+        let _complete = w.close();
         drop(src);
         Ok(Self::from_reader(Arc::new(r)))
     }
@@ -855,6 +681,10 @@ impl PyBuffer {
     fn peek<'py>(&self, py: Python<'py>, size: isize) -> PyResult<Bound<'py, PyBytes>> {
         let deadline = self.op_deadline();
         let avail = self.wait_for(py, 1, deadline)?;
+        if avail == 0 {
+            // The end: `b''` at EOF, but an aborted body must not look complete.
+            self.raise_if_drained_abort(py)?;
+        }
         let want = if size <= 0 { avail } else { avail.min(size as usize) };
         // The views pin the bytes (the core never reuses a viewed segment), so they are copied
         // once, straight into the result, with the GIL released when that is large.
@@ -927,6 +757,37 @@ impl PyBuffer {
         Ok((!data.as_bytes().is_empty() || ended).then_some(data))
     }
 
+    /// Async support: exactly `size` bytes in one step if they are all there now (fewer only at
+    /// the end of the stream; `b''` at EOF); `None` otherwise, consuming nothing. Raises
+    /// `BodyAborted` once the data before an abort is read.
+    fn _try_read_exact<'py>(&self, py: Python<'py>, size: usize) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        if size == 0 {
+            return Ok(Some(PyBytes::new(py, b"")));
+        }
+        self.take_bytes(py, size, true)
+    }
+
+    /// Async support (ring mode `aread()`): one non-blocking step of a gathered read into `g`:
+    /// True if bytes were added, False at EOF, None when a read would wait. After an abort,
+    /// `BodyAborted` with everything gathered as `partial` (`g` is then empty).
+    fn _try_gather(&self, py: Python<'_>, g: &Bound<'_, PyGather>) -> PyResult<Option<bool>> {
+        let g = g.get();
+        let mut gathered = g.take();
+        let step = match self.reader.try_read_views(1, usize::MAX) {
+            Ok(views) if views.is_empty() => Ok(Some(false)),
+            Ok(views) => gathered.push(py, &views).map(|()| Some(true)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(read_error(py, e)),
+        };
+        match step {
+            Ok(got) => {
+                g.put(gathered);
+                Ok(got)
+            }
+            Err(e) => Err(gathered.attach(py, e)),
+        }
+    }
+
     /// Async support: a line (as `readline(size)`) if complete now, as `bytes`; else the number
     /// of unread bytes to wait for (an `int`); in ring mode, for a line longer than
     /// `max_buffered`, a 1-tuple with the part consumed now (the caller continues the line).
@@ -991,9 +852,15 @@ impl PyBuffer {
         self.reader.available()
     }
 
-    /// True once the body has ended (EOF, abort, or `close()`) and every byte has been read.
-    fn at_eof(&self) -> bool {
-        self.reader.at_eof()
+    /// True once the body has ended cleanly (EOF, or `close()`) and every byte has been read;
+    /// after an abort, `BodyAborted` once every byte before it has been read (so a polling loop
+    /// `while not buf.at_eof(): ...` never ends early with a truncated body).
+    fn at_eof(&self, py: Python<'_>) -> PyResult<bool> {
+        if self.reader.at_eof() {
+            return Ok(true);
+        }
+        self.raise_if_drained_abort(py)?;
+        Ok(false)
     }
 
     /// Moves the read position within the written data; returns the new absolute position.
@@ -1018,8 +885,10 @@ impl PyBuffer {
     /// Offset of `sub` (bytes-like or an int byte) in the unread bytes present now, searched in
     /// `[start, end)` relative to the read position (negative: from the end, as `bytes.find`);
     /// -1 if absent. Never blocks.
-    #[pyo3(signature = (sub, start=0, end=None))]
-    fn find(&self, py: Python<'_>, sub: &Bound<'_, PyAny>, start: isize, end: Option<isize>) -> PyResult<i64> {
+    #[pyo3(signature = (sub, start=None, end=None))]
+    fn find(&self, py: Python<'_>, sub: &Bound<'_, PyAny>, start: Option<isize>, end: Option<isize>) -> PyResult<i64> {
+        // `None` bounds as in `bytes.find`: the start, the end.
+        let start = start.unwrap_or(0);
         let needle: Vec<u8> = if sub.is_instance_of::<PyInt>() {
             let b: u8 = sub.extract().map_err(|_| PyValueError::new_err("byte must be in range(0, 256)"))?;
             vec![b]
@@ -1044,14 +913,21 @@ impl PyBuffer {
         Ok(list)
     }
 
-    /// Sets the timeout (seconds; `None`: block forever) for blocking reads.
+    /// Sets the timeout (seconds; `None`: block forever) for blocking reads. As
+    /// `socket.settimeout`, a value that is not a finite number of seconds is refused rather than
+    /// quietly read as "no timeout": `None` says that.
     fn settimeout(&self, value: Option<f64>) -> PyResult<()> {
         let t = match value {
             None => None,
             Some(s) if s.is_nan() => return Err(PyValueError::new_err("Invalid value NaN (not a number)")),
             Some(s) if s < 0.0 => return Err(PyValueError::new_err("Timeout value out of range")),
-            // An enormous timeout is as good as none.
-            Some(s) => Duration::try_from_secs_f64(s).ok(),
+            Some(s) if s.is_infinite() => {
+                return Err(PyOverflowError::new_err("timeout must be a finite number of seconds (None: no timeout)"))
+            }
+            Some(s) => Some(
+                Duration::try_from_secs_f64(s)
+                    .map_err(|_| PyOverflowError::new_err("timeout is too large (None: no timeout)"))?,
+            ),
         };
         self.reader.set_read_timeout(t);
         Ok(())

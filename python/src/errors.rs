@@ -19,6 +19,23 @@ create_exception!(
      had consumed (b'' when none)."
 );
 
+create_exception!(
+    bodypipe,
+    IncompleteBody,
+    pyo3::exceptions::PyValueError,
+    "Raised by `Writer.close()` when fewer bytes were written than the declared `content_length`.\n\n\
+     The body is ended all the same, as an abort: readers get the bytes written, then\n\
+     `BodyAborted('incomplete body')`. `exc.written` and `exc.expected` hold the two counts."
+);
+
+/// `IncompleteBody` for a close after `written` of `expected` declared bytes.
+pub(crate) fn incomplete_body(py: Python<'_>, written: u64, expected: u64) -> PyErr {
+    let err = IncompleteBody::new_err(format!("body closed after {written} of its {expected} declared bytes"));
+    let _ = err.value(py).setattr("written", written);
+    let _ = err.value(py).setattr("expected", expected);
+    err
+}
+
 /// Adds the exception types to the module and gives `BodyAborted` its `reason` property and
 /// `partial` default.
 pub(crate) fn register(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -36,6 +53,11 @@ pub(crate) fn register(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> 
     // consumed (or b''); this class default covers one raised by Python code or an embedder.
     ty.setattr("partial", PyBytes::new(py, b""))?;
     m.add("BodyAborted", ty)?;
+    let ty = py.get_type::<IncompleteBody>();
+    // Defaults for one raised by Python code; `Writer.close` sets both on the instance.
+    ty.setattr("written", 0)?;
+    ty.setattr("expected", 0)?;
+    m.add("IncompleteBody", ty)?;
     Ok(())
 }
 

@@ -29,7 +29,9 @@ mod aio;
 #[cfg(feature = "bench")]
 mod bench;
 mod buffer;
+mod bytes;
 mod errors;
+mod gather;
 mod wait;
 mod writer;
 
@@ -37,7 +39,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 pub use buffer::{PyBuffer, SegmentView};
-pub use errors::BodyAborted;
+pub use errors::{BodyAborted, IncompleteBody};
 pub use writer::Writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,8 +103,9 @@ fn pipe<'py>(
         builder = builder.segment_size(n);
     }
     let (w, r) = builder.build().map_err(errors::build_error)?;
-    let writer = Bound::new(py, Writer::new(w))?;
-    let reader = Bound::new(py, PyBuffer::from_reader(Arc::new(r)))?;
+    let r = Arc::new(r);
+    let writer = Bound::new(py, Writer::with_reader(w, Arc::downgrade(&r)))?;
+    let reader = Bound::new(py, PyBuffer::from_reader(r))?;
     PyTuple::new(py, [writer.into_any(), reader.into_any()])
 }
 

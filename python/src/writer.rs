@@ -1,13 +1,13 @@
 //! `bodypipe.Writer`: the producer side, for a Python server feeding a reader thread.
 
-use crate::errors::write_error;
+use crate::errors::{incomplete_body, write_error};
 use crate::wait::in_slices;
 use ::bodypipe::{WaitWritableError, WriteError};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBrokenPipeError, PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Mutex, MutexGuard, TryLockError, Weak};
 use std::time::Instant;
 
 /// Writes larger than this are copied with the GIL released.
@@ -21,6 +21,10 @@ const DETACH_COPY: usize = 256 * 1024;
 #[pyclass(module = "bodypipe", frozen)]
 pub struct Writer {
     inner: Mutex<Option<::bodypipe::Writer>>,
+    /// The reader of the same pipe, weakly (a strong reference would keep the reader open, and
+    /// the body buffered, after the application dropped it), for `reader_closed` once this
+    /// writer is closed: a reader that is gone is closed.
+    reader: Weak<::bodypipe::Reader>,
 }
 
 type Slot = Option<::bodypipe::Writer>;
@@ -42,10 +46,18 @@ enum Attempt {
 impl Writer {
     /// Wraps a core writer.
     pub fn new(w: ::bodypipe::Writer) -> Self {
-        Self { inner: Mutex::new(Some(w)) }
+        Self { inner: Mutex::new(Some(w)), reader: Weak::new() }
+    }
+
+    /// Wraps a core writer whose reader is `reader`, so `reader_closed` stays true to the reader
+    /// after this writer is closed.
+    pub fn with_reader(w: ::bodypipe::Writer, reader: Weak<::bodypipe::Reader>) -> Self {
+        Self { inner: Mutex::new(Some(w)), reader }
     }
 
     /// Takes the core writer out: this object is then closed for writing (`None` if it was).
+    /// Only the benchmark feeder (`bench` feature) hands a body to a Rust thread this way.
+    #[cfg(feature = "bench")]
     pub(crate) fn take_core(&self, py: Python<'_>) -> Option<::bodypipe::Writer> {
         self.with(py, false, |slot| slot.take())
     }
@@ -129,11 +141,16 @@ impl Writer {
         Ok(self.write_impl(py, data, false)?.is_some())
     }
 
-    /// Ends the body normally (EOF after the data written). Closing twice is fine.
-    fn close(&self, py: Python<'_>) {
+    /// Ends the body normally (EOF after the data written). Closing twice is fine. Short of a
+    /// declared `content_length`, the body ends as an abort (readers get `BodyAborted`) and this
+    /// raises `IncompleteBody`, so the producer knows it ended a body early.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         if let Some(w) = self.with(py, false, Option::take) {
-            w.close();
+            if let Err(::bodypipe::CloseError::Incomplete { written, expected }) = w.close() {
+                return Err(incomplete_body(py, written, expected));
+            }
         }
+        Ok(())
     }
 
     /// Ends the body with an error: readers get the data written so far, then `BodyAborted(reason)`.
@@ -163,10 +180,12 @@ impl Writer {
         self.with(py, false, |s| s.as_ref().map_or(0, |w| w.buffered()))
     }
 
-    /// True once the reader side has closed: further writes raise `BrokenPipeError`.
+    /// True once the reader side has closed: further writes raise `BrokenPipeError`. Still
+    /// answered after this writer is closed (from the reader, or True once it is gone).
     #[getter]
     fn reader_closed(&self, py: Python<'_>) -> bool {
-        self.with(py, false, |s| s.as_ref().is_some_and(|w| w.is_reader_closed()))
+        let open = self.with(py, false, |s| s.as_ref().map(|w| w.is_reader_closed()));
+        open.unwrap_or_else(|| self.reader.upgrade().is_none_or(|r| r.is_closed()))
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -181,9 +200,9 @@ impl Writer {
         exc_type: Option<&Bound<'_, PyType>>,
         exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
-    ) -> bool {
+    ) -> PyResult<bool> {
         match exc_type {
-            None => self.close(py),
+            None => self.close(py)?,
             Some(t) => {
                 let name = t.name().map(|n| n.to_string()).unwrap_or_else(|_| "exception".into());
                 let msg = exc.and_then(|e| e.str().ok()).map(|s| s.to_string()).unwrap_or_default();
@@ -191,7 +210,7 @@ impl Writer {
                 self.abort(py, &reason);
             }
         }
-        false
+        Ok(false)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

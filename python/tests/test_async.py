@@ -390,9 +390,13 @@ def test_body_aborted(run):
         w, b = bodypipe.pipe()
         feed(w, [b"line\nrest"], delay=0.01, abort="gone")
         assert await b.areadline() == b"line\n"
-        assert await b.areadline() == b"rest"  # data first, as readline
-        with pytest.raises(bodypipe.BodyAborted):
+        # A last line that can never complete is no line: the abort, with its bytes.
+        with pytest.raises(bodypipe.BodyAborted) as ei:
             await b.areadline()
+        assert ei.value.partial == b"rest"
+        with pytest.raises(bodypipe.BodyAborted) as ei:
+            await b.areadline()
+        assert ei.value.partial == b""
 
     run(main)
 
@@ -736,7 +740,16 @@ def test_example_async_server(run):
             assert json.loads(r[1])["size"] == 5 * len(b"%d" % i * 1000)
         status, body = await post(port, "/", [])
         assert json.loads(body) == {"size": 0, "sha256": hashlib.sha256(b"").hexdigest()}
+        # A Content-Length above the limit is answered 413 at once, without reading the body.
+        status, body = await post(port, "/", [], length=example.MAX_BODY + 1)
+        assert status == b"HTTP/1.1 413 Content Too Large"
         server.close()
         await server.wait_closed()
+        small = await example.serve(max_body=10)
+        port = small.sockets[0].getsockname()[1]
+        assert (await post(port, "/", [b"x" * 10]))[0] == b"HTTP/1.1 200 OK"
+        assert (await post(port, "/", [b"x" * 11]))[0] == b"HTTP/1.1 413 Content Too Large"
+        small.close()
+        await small.wait_closed()
 
     run(main)

@@ -15,6 +15,8 @@ rustler::atoms! {
     full,
     enomem,
     system_limit,
+    // close
+    incomplete,
     // notify_writable
     py_buffer,
     writable,

@@ -319,29 +319,36 @@ fn release_waiters(res: ResourceArc<BufferRes>) {
     }
 }
 
-fn close_impl(buf: ResourceArc<BufferRes>, wait: Wait) -> Atom {
+fn close_impl(env: Env<'_>, buf: ResourceArc<BufferRes>, wait: Wait) -> Term<'_> {
     match buf.shared.take_writer(wait) {
-        Err(Busy) => atoms::dirty(),
+        Err(Busy) => atoms::dirty().encode(env),
         Ok(w) => {
-            if let Some(w) = w {
-                w.close();
-            }
+            // Short of the declared length the body ends as an abort ("incomplete body"), and
+            // the caller is told; a complete body (or one of no declared length) is `ok`.
+            let complete = w.is_none_or(|w| w.close().is_ok());
             release_waiters(buf);
-            atoms::ok()
+            if complete {
+                atoms::ok().encode(env)
+            } else {
+                (atoms::error(), atoms::incomplete()).encode(env)
+            }
         }
     }
 }
 
-/// `buffer_close(Buf)` -> `ok | dirty`. Idempotent; a no-op after `abort`.
+/// `buffer_close(Buf)` -> `ok | {error, incomplete} | dirty`. Idempotent (`ok`); a no-op after
+/// `abort`. `{error, incomplete}`: fewer bytes were written than the declared content length;
+/// the body is ended all the same, and Python readers get `BodyAborted("incomplete body")`.
 #[rustler::nif]
-fn buffer_close(buf: ResourceArc<BufferRes>) -> Atom {
-    close_impl(buf, Wait::Never)
+fn buffer_close(env: Env<'_>, buf: ResourceArc<BufferRes>) -> Term<'_> {
+    close_impl(env, buf, Wait::Never)
 }
 
-/// `buffer_close_dirty(Buf)` -> `ok`: `buffer_close` when a large write holds the writer.
+/// `buffer_close_dirty(Buf)` -> `ok | {error, incomplete}`: `buffer_close` when a large write
+/// holds the writer.
 #[rustler::nif(schedule = "DirtyIo")]
-fn buffer_close_dirty(buf: ResourceArc<BufferRes>) -> Atom {
-    close_impl(buf, Wait::Block)
+fn buffer_close_dirty(env: Env<'_>, buf: ResourceArc<BufferRes>) -> Term<'_> {
+    close_impl(env, buf, Wait::Block)
 }
 
 fn abort_impl(buf: ResourceArc<BufferRes>, reason: rustler::Binary, wait: Wait) -> Atom {
