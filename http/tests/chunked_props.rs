@@ -492,7 +492,7 @@ fn through_ring(e: &Encoded, cuts: &[usize], max_buffered: usize, reads: &[usize
                     read_some(&mut got);
                 }
                 Progress::Done { used } => {
-                    w.close();
+                    w.close().expect("a body of unknown length closes cleanly");
                     let mut buf = [0u8; 256];
                     while let Ok(n @ 1..) = r.try_read(&mut buf) {
                         got.extend_from_slice(&buf[..n]);
