@@ -442,6 +442,16 @@ abort_reason_in_python(_Config) ->
     {ok, B2} = py_buffer:new(),
     ok = py_buffer:abort(B2, timeout),
     {error, {<<"BodyAborted">>, <<"timeout">>}} = py:call(bp_helpers, read_all, [B2]),
+    %% a body closed short of its declared length reaches Python as an abort, never as EOF,
+    %% also through the reference's polling loop (at_eof/read_nonblock)
+    {ok, B3} = py_buffer:new(100),
+    ok = py_buffer:write(B3, <<"short">>),
+    {error, incomplete} = py_buffer:close(B3),
+    {ok, {<<"short">>, <<"incomplete body">>}} = py:call(bp_helpers, read_expect_abort, [B3]),
+    {ok, B4} = py_buffer:new(100),
+    ok = py_buffer:write(B4, <<"short">>),
+    {error, incomplete} = py_buffer:close(B4),
+    {error, {<<"BodyAborted">>, <<"incomplete body">>}} = py:call(bp_helpers, read_async, [B4]),
     ok.
 
 %%--------------------------------------------------------------------
