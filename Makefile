@@ -2,6 +2,8 @@
 # Both start with `make setup`, which installs what a fresh Debian machine lacks.
 SHELL := /bin/bash
 PY ?= python3
+# The project venv (scripts/setup.sh): maturin, zig, auditwheel, mypy, pytest.
+VENV_PY ?= .venv/bin/python
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 LOOM_MAX_PREEMPTIONS ?= 3
@@ -11,7 +13,7 @@ LOOM_TARGET ?= target/loom
 
 
 .PHONY: selftest load stream-demo bench
-.PHONY: setup demo test fmt-check clippy test-rust test-all-features test-loom test-python test-erlang bench python-install
+.PHONY: setup demo test fmt-check clippy test-rust test-all-features test-loom test-python test-erlang bench wheel python-install-bench
 
 setup:
 	@bash scripts/setup.sh
@@ -42,6 +44,7 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTFLAGS="$(LOOM_RUSTFLAGS)" CARGO_TARGET_DIR=$(LOOM_TARGET) $(CARGO) clippy -p bodypipe --all-targets -- -D warnings
+	$(CARGO) clippy -p bodypipe-python --all-targets --features bench -- -D warnings
 
 test-rust:
 	$(CARGO) test -p bodypipe --release
@@ -57,15 +60,25 @@ test-loom:
 test-all-features:
 	$(CARGO) test --workspace --all-features --release
 
-## The Python binding: build and install the wheel (maturin), then the pytest suite.
-python-install:
-	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation ./python \
-	  || $(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --break-system-packages ./python
+## The Python binding. `make wheel` builds the wheel we ship: abi3 (CPython 3.11+), manylinux2014
+## (linked against glibc 2.17 by zig), stripped, into dist/. `make test-python` tests exactly that
+## wheel in a fresh venv (scripts/test_wheel.sh), after the crate's own Rust tests.
+WHEEL_TARGET_DIR ?= target/wheel
 
-test-python: python-install
-	$(CARGO) test -p bodypipe-python
-	$(PY) -m mypy.stubtest bodypipe --allowlist python/stubtest-allowlist.txt
-	$(PY) -m pytest python/tests -q
+wheel:
+	rm -f dist/bodypipe-*.whl
+	CARGO_TARGET_DIR=$(WHEEL_TARGET_DIR) $(VENV_PY) -m maturin build --release --strip --zig \
+	  --compatibility manylinux2014 -m python/Cargo.toml -o dist
+
+test-python: wheel
+	$(CARGO) test -p bodypipe-python --features bench
+	bash scripts/test_wheel.sh
+
+## The benchmarks' build of the binding: with the `bench` feature (bodypipe._bench_feed), into the
+## project venv, never the wheel.
+python-install-bench:
+	MATURIN_PEP517_ARGS="--features bench" $(VENV_PY) -m pip install -q --disable-pip-version-check \
+	  --no-build-isolation ./python
 
 ## The Erlang binding: rebar3 builds the NIF (cargo pre_hook) and runs the Common Test suites.
 test-erlang:
@@ -94,8 +107,8 @@ bench-rust:
 bench-micro:
 	$(CARGO) bench -p bodypipe --bench micro
 
-bench-python: python-install
-	$(PY) benches/python_bench.py --out bench-results/python.json
+bench-python: python-install-bench
+	$(VENV_PY) benches/python_bench.py --out bench-results/python.json
 
 bench-erlang:
 	@mkdir -p bench-results

@@ -13,13 +13,14 @@ return at once when the data is there and otherwise park on the event loop (asyn
 until the writer's thread signals one wake-up fd per loop; no thread and no polling per reader.
 """
 
-from collections.abc import AsyncIterator, Iterator
+import io
+from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
-from typing import SupportsIndex, final
+from typing import BinaryIO, SupportsIndex, final
 
 from typing_extensions import Buffer
 
-__all__ = ["pipe", "_bench_feed", "PyBuffer", "Writer", "_Notifier", "BodyAborted", "__version__"]
+__all__ = ["pipe", "PyBuffer", "Writer", "_Notifier", "BodyAborted", "__version__"]
 
 __version__: str
 
@@ -95,7 +96,7 @@ class Writer:
     ) -> bool: ...
 
 @final
-class PyBuffer:
+class PyBuffer(io.RawIOBase, BinaryIO):
     """The reader side of a body: a read-only, seekable, file-like object for ``wsgi.input``.
 
     Registered as a virtual subclass of ``io.RawIOBase``. Any number of threads may read one
@@ -210,6 +211,15 @@ class PyBuffer:
     def flush(self) -> None: ...
     def fileno(self) -> int:
         """Always raises ``io.UnsupportedOperation``."""
+    def truncate(self, size: int | None = None, /) -> int:
+        """Always raises ``io.UnsupportedOperation``: a body is read-only."""
+    def write(self, b: Buffer, /) -> int:
+        """Always raises ``io.UnsupportedOperation``: bodies are written through a :class:`Writer`."""
+    def writelines(self, lines: Iterable[Buffer], /) -> None:
+        """Always raises ``io.UnsupportedOperation``."""
+    @property
+    def mode(self) -> str:
+        """``"rb"``."""
     def close(self) -> None:
         """The reader hangs up: data already written can still be read, then ``b''``; reads
         never block again; the writer's next write raises ``BrokenPipeError``. Idempotent."""
@@ -224,15 +234,17 @@ class PyBuffer:
     def __bool__(self) -> bool:
         """Always True (an empty buffer is still a live stream)."""
     def __enter__(self) -> PyBuffer: ...
-    def __exit__(self, *args: object) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None:
+        """Closes the buffer (the reader side); exceptions propagate."""
     # Declared for type checkers (memoryview(buf), bytes(buf)): the runtime exposes the buffer
     # protocol through the C slot, which Python 3.11 does not surface as a `__buffer__` method.
     def __buffer__(self, flags: int, /) -> memoryview: ...
-
-def _bench_feed(writer: Writer, total: int, chunk: int) -> None:
-    """Benchmark-only: feeds ``total`` bytes in ``chunk``-byte writes into ``writer`` from a Rust
-    thread that never holds the GIL, then closes the body; returns at once. The bytes are
-    ``(i * 31 + 7) & 0xff`` for ``i`` in ``range(chunk)``, repeated."""
 
 @final
 class _Notifier:

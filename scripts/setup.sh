@@ -38,9 +38,17 @@ pip_install() {
     fi
   }
 }
-reqs=(maturin)
-[ -f python/requirements-test.txt ] && reqs+=(-r python/requirements-test.txt)
-# The HTTP demo's apps and the load comparison (Flask, gunicorn): demo/requirements.txt.
-[ -f demo/requirements.txt ] && reqs+=(-r demo/requirements.txt)
-pip_install "${reqs[@]}"
+# The demo's apps and the load comparison (Flask, gunicorn) run in the interpreter the NIF embeds,
+# which does not read a venv yet: demo/requirements.txt goes there.
+[ -f demo/requirements.txt ] && pip_install -r demo/requirements.txt
+
+# The binding's build and test tools go into the project venv (.venv), never into that interpreter:
+# maturin + zig for the portable wheel, auditwheel, mypy (stubtest), pytest.
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating the project venv .venv"
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r python/requirements-dev.txt
+# pyright fetches its own JavaScript package (npm registry) on first use: do it here, not mid-test.
+.venv/bin/pyright --version >/dev/null
 echo "setup: done"

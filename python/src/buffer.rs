@@ -1090,6 +1090,34 @@ impl PyBuffer {
         Err(unsupported(py, "PyBuffer has no file descriptor"))
     }
 
+    /// Raises `io.UnsupportedOperation`: a body is read-only (as `io.RawIOBase` on a file opened
+    /// `rb`). Present so code written against `IO[bytes]` fails clearly, not with AttributeError.
+    #[pyo3(signature = (size=None, /))]
+    fn truncate(&self, py: Python<'_>, size: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
+        let _ = size;
+        Err(unsupported(py, "truncate: PyBuffer is read-only"))
+    }
+
+    /// Raises `io.UnsupportedOperation`: bodies are written through a `Writer`.
+    #[pyo3(signature = (b, /))]
+    fn write(&self, py: Python<'_>, b: &Bound<'_, PyAny>) -> PyResult<i64> {
+        let _ = b;
+        Err(unsupported(py, "write: PyBuffer is read-only (write through its Writer)"))
+    }
+
+    /// Raises `io.UnsupportedOperation`, as `write` does.
+    #[pyo3(signature = (lines, /))]
+    fn writelines(&self, py: Python<'_>, lines: &Bound<'_, PyAny>) -> PyResult<()> {
+        let _ = lines;
+        Err(unsupported(py, "writelines: PyBuffer is read-only (write through its Writer)"))
+    }
+
+    /// `"rb"`, the mode of a file a body can stand in for.
+    #[getter]
+    fn mode(&self) -> &'static str {
+        "rb"
+    }
+
     /// The reader hangs up: reads never block again, the writer's next write fails.
     fn close(&self) {
         self.reader.close();
@@ -1120,9 +1148,8 @@ impl PyBuffer {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
         self.reader.close();
-        false
     }
 
     fn __repr__(&self) -> String {

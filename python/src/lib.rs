@@ -26,6 +26,8 @@
 #![deny(missing_docs)]
 
 mod aio;
+#[cfg(feature = "bench")]
+mod bench;
 mod buffer;
 mod errors;
 mod wait;
@@ -38,13 +40,24 @@ pub use buffer::{PyBuffer, SegmentView};
 pub use errors::BodyAborted;
 pub use writer::Writer;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Wraps a shared core reader into a new Python `bodypipe.PyBuffer`.
 ///
 /// The caller keeps any other clones of the `Arc` (e.g. to `close()` it when the client hangs up);
 /// the Python object reads through the same cursor.
+///
+/// The first call imports the `bodypipe` module if nothing has yet, so a `PyBuffer` handed to
+/// code that never imports it is still an `io.RawIOBase` (the registration runs at import).
 pub fn wrap_reader(py: Python<'_>, reader: Arc<::bodypipe::Reader>) -> PyResult<Py<PyBuffer>> {
+    static MODULE_IMPORTED: AtomicBool = AtomicBool::new(false);
+    // ORDERING: Relaxed: the flag only saves a `sys.modules` lookup; a thread that sees it late
+    // imports again, which is idempotent, and the GIL orders the import itself.
+    if !MODULE_IMPORTED.load(Ordering::Relaxed) {
+        py.import("bodypipe")?;
+        MODULE_IMPORTED.store(true, Ordering::Relaxed);
+    }
     Py::new(py, PyBuffer::from_reader(reader))
 }
 
@@ -93,56 +106,13 @@ fn pipe<'py>(
     PyTuple::new(py, [writer.into_any(), reader.into_any()])
 }
 
-/// Benchmark-only: feeds `total` bytes in `chunk`-byte writes into `writer` from a Rust thread
-/// that never holds the GIL (as a production server's I/O thread does), waiting for room in ring
-/// mode, then closes the body. Returns at once; `writer` is spent (closed for Python writes).
-/// The bytes are `(i * 31 + 7) & 0xff` for `i` in `0..chunk`, repeated.
-#[pyfunction]
-#[pyo3(name = "_bench_feed")]
-fn bench_feed(py: Python<'_>, writer: &Bound<'_, Writer>, total: u64, chunk: usize) -> PyResult<()> {
-    if chunk == 0 {
-        return Err(pyo3::exceptions::PyValueError::new_err("chunk must be at least 1 byte"));
-    }
-    let core = writer.get().take_core(py).ok_or_else(|| pyo3::exceptions::PyValueError::new_err("writer is closed"))?;
-    std::thread::Builder::new()
-        .name("bodypipe-bench-feed".into())
-        .spawn(move || feed(core, total, chunk))
-        .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("cannot start the feeder thread: {e}")))?;
-    Ok(())
-}
-
-/// The feeder thread of `_bench_feed`. If the reader hangs up, the body is closed (nobody is left
-/// to tell); any other refusal drops the writer, which aborts the body, so a reader never waits
-/// on a feeder that gave up.
-fn feed(mut w: ::bodypipe::Writer, total: u64, chunk: usize) {
-    let data: Vec<u8> = (0..chunk).map(|i| (i.wrapping_mul(31).wrapping_add(7)) as u8).collect();
-    let mut sent = 0u64;
-    while sent < total {
-        let n = usize::try_from(total - sent).map_or(chunk, |left| left.min(chunk));
-        match w.write(&data[..n]) {
-            Ok(()) => sent += n as u64,
-            Err(::bodypipe::WriteError::Full) => {
-                if w.wait_writable(None).is_err() {
-                    w.close();
-                    return;
-                }
-            }
-            Err(::bodypipe::WriteError::Closed) => {
-                w.close();
-                return;
-            }
-            Err(_) => return,
-        }
-    }
-    w.close();
-}
-
 /// The `bodypipe` Python module. Exported so embedders can `append_to_inittab!` it.
 #[pymodule(name = "bodypipe")]
 pub fn bodypipe_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_function(wrap_pyfunction!(pipe, m)?)?;
-    m.add_function(wrap_pyfunction!(bench_feed, m)?)?;
+    #[cfg(feature = "bench")]
+    m.add_function(wrap_pyfunction!(bench::bench_feed, m)?)?;
     m.add_class::<PyBuffer>()?;
     m.add_class::<Writer>()?;
     m.add_class::<aio::Notifier>()?;

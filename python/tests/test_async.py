@@ -79,9 +79,9 @@ def test_aread_waits_for_a_write_from_a_thread(run):
     async def main():
         w, b = bodypipe.pipe()
         t = later(0.05, w.write, b"abc")
-        start = time.monotonic()
+        # The read parks until the thread writes (no timing assertion: the bytes it returns can
+        # only exist after that write, which is what "waits" means).
         assert await b.aread(10) == b"abc"
-        assert time.monotonic() - start >= 0.04
         t.join()
         later(0.02, w.close)
         assert await b.aread(10) == b""
