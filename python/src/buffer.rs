@@ -1,16 +1,16 @@
 //! `bodypipe.PyBuffer`: the file-like reader side of a body.
 
 use crate::aio::{aio, AsyncWaiters, Notifier};
-use crate::errors::{self, body_aborted, bytes_like, read_error, size_arg, timeout, unsupported};
+use crate::errors::{self, body_aborted, bytes_like, read_error, seek_error, size_arg, timeout, unsupported};
 use crate::wait::{deadline, in_slices};
-use ::bodypipe::{Reader, Ready, View};
+use ::bodypipe::{ReadError, ReadWithError, Reader, Ready, View};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyList, PyMemoryView, PyType};
 use std::ffi::{c_int, c_void};
-use std::io::{self, SeekFrom};
+use std::io::SeekFrom;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,17 +22,10 @@ const DETACH_COPY: usize = 256 * 1024;
 /// beyond it the bytes are gathered as they come.
 const PREALLOC_MAX: usize = 64 * 1024 * 1024;
 
-/// Marks a line too long to copy with the GIL held, with its length (see `PyBuffer::line_fast`).
+/// Marks a line too long to copy with the GIL held, with its length (see `PyBuffer::line_fast`):
+/// the error our line callbacks give the core to leave such a line unread.
 #[derive(Debug, Clone, Copy)]
 struct LongLine(usize);
-
-impl std::fmt::Display for LongLine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("line longer than the GIL-held copy limit")
-    }
-}
-
-impl std::error::Error for LongLine {}
 
 /// The reader side of a request body, usable as `wsgi.input`.
 ///
@@ -67,7 +60,7 @@ impl PyBuffer {
     /// returns the unread count. Consumes nothing, so a timeout loses nothing.
     fn wait_for(&self, py: Python<'_>, min: usize, deadline: Option<Instant>) -> PyResult<usize> {
         let r = &*self.reader;
-        let avail = r.available();
+        let avail = r.buffered();
         if avail >= min || r.is_ended() || r.is_closed() {
             return Ok(avail);
         }
@@ -85,19 +78,19 @@ impl PyBuffer {
         let mut got = 0;
         while got < buf.len() {
             let rest = &mut buf[got..];
-            let res = if rest.len().min(r.available()) > DETACH_COPY {
+            let res = if rest.len().min(r.buffered()) > DETACH_COPY {
                 py.detach(|| try_read_pieces(r, rest))
             } else {
                 r.try_read(rest)
             };
             let n = match res {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(ReadError::WouldBlock) => {
                     // One piece at a time: the copy happens under the cursor lock.
                     let piece = rest.len().min(COPY_PIECE);
                     let rest = &mut rest[..piece];
-                    let waited = in_slices(py, deadline, |end| match r.read_blocking(rest, Some(end)) {
-                        Err(e) if e.kind() == io::ErrorKind::TimedOut => None,
+                    let waited = in_slices(py, deadline, |end| match r.read_deadline(rest, Some(end)) {
+                        Err(ReadError::TimedOut) => None,
                         other => Some(other),
                     })
                     .map_err(|e| (got, e))?;
@@ -187,7 +180,7 @@ impl PyBuffer {
     fn unless_aborted<'py>(&self, py: Python<'py>, bytes: Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyBytes>> {
         let r = &*self.reader;
         match r.abort_reason() {
-            Some(reason) if r.available() == 0 => {
+            Some(reason) if r.buffered() == 0 => {
                 let e = body_aborted(&reason);
                 Err(with_partial(py, e, bytes.as_bytes()))
             }
@@ -202,7 +195,7 @@ impl PyBuffer {
         let mut probe = [0u8; 1];
         match self.reader.try_read(&mut probe) {
             Ok(n) => Ok(PyBytes::new(py, &probe[..n])),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(PyBytes::new(py, b"")),
+            Err(ReadError::WouldBlock) => Ok(PyBytes::new(py, b"")),
             Err(e) => Err(read_error(py, e)),
         }
     }
@@ -288,7 +281,7 @@ impl PyBuffer {
         let res = if buf.len() > DETACH_COPY { py.detach(|| try_read_pieces(r, buf)) } else { r.try_read(buf) };
         match res {
             Ok(n) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(ReadError::WouldBlock) => Ok(0),
             Err(e) => Err(read_error(py, e)),
         }
     }
@@ -302,7 +295,7 @@ impl PyBuffer {
         }
         let deadline = self.op_deadline();
         loop {
-            let avail = if block { self.wait_for(py, 1, deadline)? } else { r.available() };
+            let avail = if block { self.wait_for(py, 1, deadline)? } else { r.buffered() };
             let size = n.map_or(avail, |n| n.min(avail));
             if size == 0 {
                 if !block && !r.is_ended() && !r.is_closed() {
@@ -347,16 +340,16 @@ impl PyBuffer {
         let dst = unsafe { std::slice::from_raw_parts_mut(pybuf.buf_ptr().cast::<u8>(), len) };
         let r = &*self.reader;
         let res =
-            if len.min(r.available()) > DETACH_COPY { py.detach(|| try_read_pieces(r, dst)) } else { r.try_read(dst) };
+            if len.min(r.buffered()) > DETACH_COPY { py.detach(|| try_read_pieces(r, dst)) } else { r.try_read(dst) };
         let n = match res {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(ReadError::WouldBlock) => {
                 let deadline = self.op_deadline();
                 // At most one piece: the copy happens under the cursor lock (readinto may be short).
                 let piece = dst.len().min(COPY_PIECE);
                 let dst = &mut dst[..piece];
-                let waited = in_slices(py, deadline, |end| match r.read_blocking(dst, Some(end)) {
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => None,
+                let waited = in_slices(py, deadline, |end| match r.read_deadline(dst, Some(end)) {
+                    Err(ReadError::TimedOut) => None,
                     other => Some(other),
                 })?;
                 match waited {
@@ -388,7 +381,7 @@ impl PyBuffer {
         let cap = limit.map_or(DETACH_COPY + 1, |l| l.min(DETACH_COPY + 1));
         let res = self.reader.try_read_until_with(b'\n', Some(cap), |line| {
             if line.len() > DETACH_COPY {
-                Err(io::Error::other(LongLine(line.len())))
+                Err(LongLine(line.len()))
             } else {
                 Ok(PyBytes::new(py, line))
             }
@@ -409,9 +402,7 @@ impl PyBuffer {
         let r = &*self.reader;
         // First find its length (an `Err` from the callback consumes nothing), so the result can
         // be allocated before the line is read and it is copied straight into it.
-        let probe = py.detach(|| {
-            r.try_read_until_with(b'\n', limit, |line| Err::<(), _>(io::Error::other(LongLine(line.len()))))
-        });
+        let probe = py.detach(|| r.try_read_until_with(b'\n', limit, |line| Err::<(), _>(LongLine(line.len()))));
         let len = match long_line_or(py, probe)? {
             Ok(None) => return Ok(Ok(None)),
             Ok(Some(())) => return Ok(Err(LongLine(0))), // not produced by that callback
@@ -423,7 +414,7 @@ impl PyBuffer {
             r.try_read_until_with(b'\n', limit, |line| {
                 if line.len() != len {
                     // Left unread (an `Err` consumes nothing).
-                    return Err(io::Error::other(LongLine(line.len())));
+                    return Err(LongLine(line.len()));
                 }
                 // SAFETY: `obj` is referenced only by this function until it returns, so nothing
                 // else touches its buffer while the GIL is released; `line` is `len` bytes of
@@ -465,13 +456,13 @@ impl PyBuffer {
         }
         let r = &*self.reader;
         let mut out = Vec::new();
-        // No complete line yet: wait for it. `read_line` consumes nothing until the line is
+        // No complete line yet: wait for it. `read_line_deadline` consumes nothing until the line is
         // complete (or the limit/EOF is reached), so a timeout usually loses nothing; in ring mode
         // a line longer than the high-water mark is consumed as it arrives (it could never
         // complete in place), and what was taken is then handed back as `partial`.
         let deadline = self.op_deadline();
-        let waited = in_slices(py, deadline, |end| match r.read_line(&mut out, limit, Some(end)) {
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => None,
+        let waited = in_slices(py, deadline, |end| match r.read_line_deadline(&mut out, limit, Some(end)) {
+            Err(ReadError::TimedOut) => None,
             other => Some(other),
         });
         match waited {
@@ -590,7 +581,7 @@ const COPY_PIECE: usize = 1024 * 1024;
 
 /// `try_read` in pieces of at most [`COPY_PIECE`]; stops at the first short piece. Errors only
 /// if nothing was read (a later call reports the same state again).
-fn try_read_pieces(r: &Reader, buf: &mut [u8]) -> io::Result<usize> {
+fn try_read_pieces(r: &Reader, buf: &mut [u8]) -> Result<usize, ReadError> {
     let mut total = 0;
     for piece in buf.chunks_mut(COPY_PIECE) {
         match r.try_read(piece) {
@@ -618,13 +609,14 @@ fn with_partial(py: Python<'_>, e: PyErr, partial: &[u8]) -> PyErr {
 }
 
 /// Sorts a core line read whose callback may have refused the line as `LongLine`.
-fn long_line_or<T>(py: Python<'_>, res: io::Result<Option<T>>) -> PyResult<Result<Option<T>, LongLine>> {
+fn long_line_or<T>(
+    py: Python<'_>,
+    res: Result<Option<T>, ReadWithError<LongLine>>,
+) -> PyResult<Result<Option<T>, LongLine>> {
     match res {
         Ok(line) => Ok(Ok(line)),
-        Err(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<LongLine>()) {
-            Some(&long) => Ok(Err(long)),
-            None => Err(read_error(py, e)),
-        },
+        Err(ReadWithError::Callback(long)) => Ok(Err(long)),
+        Err(ReadWithError::Read(e)) => Err(read_error(py, e)),
     }
 }
 
@@ -940,7 +932,7 @@ impl PyBuffer {
             return Ok(line.into_any());
         }
         if let Some(cap) = r.max_buffered() {
-            let avail = r.available();
+            let avail = r.buffered();
             if avail >= cap {
                 // The writer cannot add a byte until we consume: take what is there.
                 let take = limit.map_or(avail, |l| l.min(avail));
@@ -988,7 +980,7 @@ impl PyBuffer {
 
     /// Bytes that can be read now without blocking.
     fn readable_amount(&self) -> usize {
-        self.reader.available()
+        self.reader.buffered()
     }
 
     /// True once the body has ended (EOF, abort, or `close()`) and every byte has been read.
@@ -998,7 +990,7 @@ impl PyBuffer {
 
     /// Moves the read position within the written data; returns the new absolute position.
     #[pyo3(signature = (offset, whence=0))]
-    fn seek(&self, py: Python<'_>, offset: i64, whence: i64) -> PyResult<u64> {
+    fn seek(&self, offset: i64, whence: i64) -> PyResult<u64> {
         let to = match whence {
             0 => SeekFrom::Start(
                 u64::try_from(offset).map_err(|_| PyValueError::new_err(format!("negative seek position {offset}")))?,
@@ -1007,7 +999,7 @@ impl PyBuffer {
             2 => SeekFrom::End(offset),
             w => return Err(PyValueError::new_err(format!("invalid whence ({w}, should be 0, 1 or 2)"))),
         };
-        self.reader.seek(to).map_err(|e| read_error(py, e))
+        self.reader.seek(to).map_err(seek_error)
     }
 
     /// The read position.
@@ -1026,7 +1018,7 @@ impl PyBuffer {
         } else {
             bytes_like(sub).map_err(|_| PyTypeError::new_err("argument should be a bytes-like object or int"))?
         };
-        let avail = self.reader.available();
+        let avail = self.reader.buffered();
         let start = resolve_bound(start, avail);
         let end = end.map(|e| resolve_bound(e, avail));
         let r = &*self.reader;
@@ -1136,7 +1128,7 @@ impl PyBuffer {
     }
 
     fn __len__(&self) -> usize {
-        self.reader.available()
+        self.reader.buffered()
     }
 
     fn __bool__(&self) -> bool {
@@ -1165,7 +1157,7 @@ impl PyBuffer {
         format!(
             "<bodypipe.PyBuffer pos={} available={} written={} content_length={} {}{}>",
             r.position(),
-            r.available(),
+            r.buffered(),
             r.written(),
             cl,
             state,
@@ -1177,7 +1169,7 @@ impl PyBuffer {
         let py = slf.py();
         let r = &*slf.get().reader;
         // A coalescing copy of many megabytes is done with the GIL released.
-        let v = if r.available() > DETACH_COPY { py.detach(|| r.view()) } else { r.view() }
+        let v = if r.buffered() > DETACH_COPY { py.detach(|| r.view()) } else { r.view() }
             .map_err(|_| PyMemoryError::new_err("out of memory coalescing the body for a memoryview"))?;
         // The export's owner is a SegmentView holding the View, not this object: CPython releases
         // through `view.obj`, so the bytes live exactly as long as the memoryview does, even after

@@ -46,6 +46,7 @@ impl Writer {
     }
 
     /// Takes the core writer out: this object is then closed for writing (`None` if it was).
+    #[cfg(feature = "bench")]
     pub(crate) fn take_core(&self, py: Python<'_>) -> Option<::bodypipe::Writer> {
         self.with(py, false, |slot| slot.take())
     }
