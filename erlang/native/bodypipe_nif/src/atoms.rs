@@ -29,6 +29,7 @@ rustler::atoms! {
     content_length,
     max_buffered,
     abort_reason,
+    reader_wakes,
     // python
     py_context,
     initialized,
