@@ -780,15 +780,7 @@ fetch_records() ->
     Rs.
 
 wait_until(Fun) ->
-    wait_until(Fun, 200).
-
-wait_until(_Fun, 0) ->
-    error(wait_until_timeout);
-wait_until(Fun, N) ->
-    case Fun() of
-        true -> ok;
-        false -> timer:sleep(25), wait_until(Fun, N - 1)
-    end.
+    bodypipe_http_test_client:wait_until(Fun, 200).
 
 recv_until(S, Acc, Pattern) ->
     case binary:match(Acc, Pattern) of

@@ -208,12 +208,4 @@ reset_records() ->
     ok.
 
 wait_until(Fun) ->
-    wait_until(Fun, 400).
-
-wait_until(_Fun, 0) ->
-    error(wait_until_timeout);
-wait_until(Fun, N) ->
-    case Fun() of
-        true -> ok;
-        false -> timer:sleep(25), wait_until(Fun, N - 1)
-    end.
+    bodypipe_http_test_client:wait_until(Fun, 400).

@@ -5,7 +5,7 @@
 %% that is not ours. 127.0.0.1 only; every wait is bounded.
 -module(bodypipe_http_test_client).
 
--export([connect/1, connect/2, send/2, response/2, response/3, responses/3, closed/2,
+-export([wait_until/2, connect/1, connect/2, send/2, response/2, response/3, responses/3, closed/2,
          exchange/2, exchange/3, header/2, recv_all/2, wait_data/2]).
 
 -define(BUF(S), {?MODULE, buf, S}).
@@ -243,3 +243,15 @@ left(Deadline) ->
 
 lower(A) when is_atom(A) -> lower(atom_to_binary(A));
 lower(B) -> string:lowercase(B).
+
+%% @doc Polls `Fun' every 25 ms until it returns true, at most `Tries' times
+%% (then fails the test with `wait_until_timeout'): a bound against hanging, not
+%% a timing assertion.
+-spec wait_until(fun(() -> boolean()), non_neg_integer()) -> ok.
+wait_until(_Fun, 0) ->
+    error(wait_until_timeout);
+wait_until(Fun, N) ->
+    case Fun() of
+        true -> ok;
+        false -> timer:sleep(25), wait_until(Fun, N - 1)
+    end.

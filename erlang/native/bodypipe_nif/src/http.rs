@@ -45,12 +45,7 @@ fn http_parse_head<'a>(
     max_headers: Term<'a>,
     max_head_size: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let limits = HeadLimits {
-        max_request_line: limit(max_request_line)?,
-        max_header_line: limit(max_header_line)?,
-        max_headers: limit(max_headers)?,
-        max_head_size: limit(max_head_size)?,
-    };
+    let limits = head_limits(max_request_line, max_header_line, max_headers, max_head_size)?;
     // The parser looks at no more than max_head_size + 1 bytes; past ~256 KiB of that, go dirty.
     if bin.len().min(limits.max_head_size.saturating_add(1)) > NORMAL_MAX_BYTES {
         return Ok(atoms::dirty().encode(env));
@@ -68,13 +63,23 @@ fn http_parse_head_dirty<'a>(
     max_headers: Term<'a>,
     max_head_size: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let limits = HeadLimits {
+    let limits = head_limits(max_request_line, max_header_line, max_headers, max_head_size)?;
+    parse_head_term(env, bin, &limits)
+}
+
+/// The four head limits from their terms (each a positive integer).
+fn head_limits(
+    max_request_line: Term<'_>,
+    max_header_line: Term<'_>,
+    max_headers: Term<'_>,
+    max_head_size: Term<'_>,
+) -> NifResult<HeadLimits> {
+    Ok(HeadLimits {
         max_request_line: limit(max_request_line)?,
         max_header_line: limit(max_header_line)?,
         max_headers: limit(max_headers)?,
         max_head_size: limit(max_head_size)?,
-    };
-    parse_head_term(env, bin, &limits)
+    })
 }
 
 fn parse_head_term<'a>(env: Env<'a>, bin: Binary<'a>, limits: &HeadLimits) -> NifResult<Term<'a>> {
