@@ -8,6 +8,8 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 LOOM_MAX_PREEMPTIONS ?= 3
 export LOOM_MAX_PREEMPTIONS
+LOOM_RUSTFLAGS := $(RUSTFLAGS) --cfg bodypipe_loom
+LOOM_TARGET ?= target/loom
 
 
 .PHONY: selftest load stream-demo bench
@@ -33,8 +35,8 @@ load: setup
 stream-demo: setup
 	$(CARGO) run -p bodypipe --release --example stream
 
-## Every test: formatting, lints, Rust unit/property/stress tests (core and HTTP parser), loom
-## models, pytest, Erlang CT.
+## Every test: formatting, lints, Rust unit/property/stress tests (every crate, every feature),
+## loom models, the wheel and pytest, Erlang CT.
 test: setup fmt-check clippy test-rust test-loom test-python test-erlang
 
 fmt-check:
@@ -42,19 +44,23 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p bodypipe --all-targets --features loom -- -D warnings
+	RUSTFLAGS="$(LOOM_RUSTFLAGS)" CARGO_TARGET_DIR=$(LOOM_TARGET) $(CARGO) clippy -p bodypipe --all-targets -- -D warnings
 	$(CARGO) clippy -p bodypipe-python --all-targets --features bench -- -D warnings
 
+## Every crate (core, HTTP parser, binding, NIF), every feature at once: no feature may turn
+## loom on (it is a rustc cfg, see src/primitive/mod.rs), so this is ordinary code throughout.
+## Release, to share the artifacts of the NIF build (rebar builds it release).
 test-rust:
-	$(CARGO) test -p bodypipe --release
-	$(CARGO) test -p bodypipe-http --release
+	$(CARGO) test --workspace --all-features --release
 
+## The loom models, built in a target directory of their own so the cfg does not invalidate the
+## ordinary build.
 test-loom:
-	$(CARGO) test -p bodypipe --release --features loom --test loom_models
+	RUSTFLAGS="$(LOOM_RUSTFLAGS)" CARGO_TARGET_DIR=$(LOOM_TARGET) $(CARGO) test -p bodypipe --release --test loom_models
 
 ## The Python binding. `make wheel` builds the wheel we ship: abi3 (CPython 3.11+), manylinux2014
 ## (linked against glibc 2.17 by zig), stripped, into dist/. `make test-python` tests exactly that
-## wheel in a fresh venv (scripts/test_wheel.sh), after the crate's own Rust tests.
+## wheel in a fresh venv (scripts/test_wheel.sh); the crate's own Rust tests run in test-rust.
 WHEEL_TARGET_DIR ?= target/wheel
 
 wheel:
@@ -63,7 +69,6 @@ wheel:
 	  --compatibility manylinux2014 -m python/Cargo.toml -o dist
 
 test-python: wheel
-	$(CARGO) test -p bodypipe-python --features bench
 	bash scripts/test_wheel.sh
 
 ## The benchmarks' build of the binding: with the `bench` feature (bodypipe._bench_feed), into the

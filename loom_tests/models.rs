@@ -1,14 +1,15 @@
 //! loom models of the orderings between write, close, abort, read, ring recycling and the waits.
 //!
-//! Run with `LOOM_MAX_PREEMPTIONS=3 cargo test --release --features loom --test loom_models`.
-//! Under the `loom` feature the crate's `primitive` module swaps in loom's atomics, `Arc`, mutex,
+//! Run with `make test-loom`, i.e. `RUSTFLAGS="--cfg bodypipe_loom" LOOM_MAX_PREEMPTIONS=3 cargo
+//! test -p bodypipe --release --test loom_models` (in a target directory of its own, so the flag
+//! does not invalidate the ordinary build). Under `cfg(bodypipe_loom)` the crate's `primitive` module swaps in loom's atomics, `Arc`, mutex,
 //! `UnsafeCell` and a futex model that really blocks (a loom mutex + condvar that re-checks the
 //! word under the lock), so a lost wake-up shows up as a loom deadlock, and a segment rewritten
 //! while a reader can still see it shows up as a loom causality violation.
 //!
 //! Each model names the ordering it guards; the README's "Verification" section records which
 //! deliberately weakened ordering each one caught.
-#![cfg(feature = "loom")]
+#![cfg(bodypipe_loom)]
 
 use bodypipe::{Builder, Writability, WriteError};
 use loom::sync::atomic::{AtomicUsize, Ordering};

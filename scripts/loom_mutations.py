@@ -76,9 +76,11 @@ def main():
     open(os.path.join(work, "Cargo.toml"), "w").write(manifest)
     if os.path.exists(os.path.join(ROOT, "Cargo.lock")):
         shutil.copy(os.path.join(ROOT, "Cargo.lock"), work)
-    env = dict(os.environ, LOOM_MAX_PREEMPTIONS=os.environ.get("LOOM_MAX_PREEMPTIONS", "3"),
+    # loom is a rustc cfg, not a Cargo feature (see src/primitive/mod.rs).
+    rustflags = (os.environ.get("RUSTFLAGS", "") + " --cfg bodypipe_loom").strip()
+    env = dict(os.environ, LOOM_MAX_PREEMPTIONS=os.environ.get("LOOM_MAX_PREEMPTIONS", "3"), RUSTFLAGS=rustflags,
                CARGO_TARGET_DIR=os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target", "loom-mutations")))
-    cmd = ["cargo", "test", "--release", "--features", "loom", "--test", "loom_models"]
+    cmd = ["cargo", "test", "--release", "--test", "loom_models"]
     if os.environ.get("FILTER"):
         cmd.append(os.environ["FILTER"])
     missed = []

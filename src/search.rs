@@ -64,7 +64,7 @@ impl<'n> ChunkSearch<'n> {
     }
 }
 
-#[cfg(all(test, not(feature = "loom")))]
+#[cfg(all(test, not(bodypipe_loom)))]
 mod tests {
     use super::ChunkSearch;
     use proptest::prelude::*;

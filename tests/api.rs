@@ -1,4 +1,4 @@
-#![cfg(not(feature = "loom"))]
+#![cfg(not(bodypipe_loom))]
 //! Behaviour tests of every public item of the core and every rule of issue 2.
 //!
 //! This binary installs a global allocator that counts, per thread, the bytes of large

@@ -1,4 +1,4 @@
-#![cfg(not(feature = "loom"))]
+#![cfg(not(bodypipe_loom))]
 //! Model-based property tests: random sequences of writes (`write`, `write_slices`), reads
 //! (`try_read`, `try_read_full`, `try_read_views`, `read_blocking` and `read_until` with a
 //! deadline already passed, `try_read_until` with random delimiters and limits), skips, seeks

@@ -1,4 +1,4 @@
-#![cfg(not(feature = "loom"))]
+#![cfg(not(bodypipe_loom))]
 //! Multi-threaded stress: at least 1 GiB from a writer thread to a reader, with a checksum that
 //! both sides compute over the byte stream, in ring mode (1 MiB high-water mark) and unbounded
 //! (unknown length and a known content length); plus three reader threads sharing one reader.

@@ -20,8 +20,8 @@
 //! ```
 //!
 //! The shared handle is `Arc<bodypipe::Reader>`: the embedder keeps its own clone (to close it or
-//! inspect it) while Python reads through the `PyBuffer`. Build the embedder *without* this crate's
-//! `extension-module` feature so its cdylib links libpython.
+//! inspect it) while Python reads through the `PyBuffer`. Build the embedder without
+//! `PYO3_BUILD_EXTENSION_MODULE` set (maturin sets it for the wheel) so its cdylib links libpython.
 
 #![deny(missing_docs)]
 

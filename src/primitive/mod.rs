@@ -2,12 +2,17 @@
 //!
 //! Everything else in the crate imports its atomics, `Arc`, `Mutex`, `UnsafeCell` and the futex from
 //! here, so the loom models in `loom_tests/` exercise exactly the code that ships, with no
-//! `cfg(loom)` anywhere else (the crossbeam-utils pattern).
+//! `cfg(bodypipe_loom)` anywhere else (the crossbeam-utils pattern).
+//!
+//! The switch is a rustc cfg (`RUSTFLAGS="--cfg bodypipe_loom"`, see `make test-loom`), not a
+//! Cargo feature: features unify across a dependency graph, so any crate (or one
+//! `--all-features` run) turning a `loom` feature on would make every pipe in the program loom
+//! code, which panics outside a loom model.
 
-#[cfg(not(feature = "loom"))]
+#[cfg(not(bodypipe_loom))]
 mod futex;
 
-#[cfg(not(feature = "loom"))]
+#[cfg(not(bodypipe_loom))]
 mod imp {
     pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
     pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,7 +56,7 @@ mod imp {
     pub(crate) use super::futex::Futex;
 }
 
-#[cfg(feature = "loom")]
+#[cfg(bodypipe_loom)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
