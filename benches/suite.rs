@@ -551,7 +551,7 @@ fn lat_bodypipe(n: usize, gap: Duration) -> Latency {
         || w.borrow_mut().as_mut().unwrap().write(b"x").unwrap(),
         move |base, s| {
             let mut b = [0u8; 1];
-            while r.read_blocking(&mut b, None).unwrap() == 1 {
+            while r.read_deadline(&mut b, None).unwrap() == 1 {
                 ack(base, &s);
             }
         },

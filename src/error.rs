@@ -198,7 +198,104 @@ impl From<SeekError> for io::Error {
     }
 }
 
-/// The error a read returns once an aborted stream is drained.
-pub(crate) fn aborted(reason: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, reason.to_owned())
+/// Why a read of a [`Reader`](crate::Reader) returned no bytes (end of stream is `Ok(0)`, not an
+/// error). The std trait impls (`Read`, `BufRead` for `&Reader`) map it to an `io::Error` whose
+/// kind is [`ReadError::kind`] and whose inner error is this value, so nothing is lost there
+/// either: `e.get_ref().and_then(|e| e.downcast_ref::<ReadError>())` gives it back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// Nothing to read yet and the stream is still open (a non-blocking read).
+    WouldBlock,
+    /// The deadline passed first; nothing was consumed.
+    TimedOut,
+    /// The writer aborted the stream and every byte written before the abort has been read.
+    Aborted {
+        /// The reason the writer gave (`Writer::abort`), `"writer dropped"` when it was dropped.
+        reason: String,
+    },
+    /// The allocator refused memory for the result (a line appended to a `Vec`).
+    OutOfMemory,
+}
+
+impl ReadError {
+    /// The `io::ErrorKind` this maps to in the std trait impls.
+    ///
+    /// ```
+    /// use bodypipe::ReadError;
+    /// use std::io::ErrorKind;
+    ///
+    /// assert_eq!(ReadError::WouldBlock.kind(), ErrorKind::WouldBlock);
+    /// assert_eq!(ReadError::Aborted { reason: "gone".into() }.kind(), ErrorKind::ConnectionAborted);
+    /// ```
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Self::WouldBlock => io::ErrorKind::WouldBlock,
+            Self::TimedOut => io::ErrorKind::TimedOut,
+            Self::Aborted { .. } => io::ErrorKind::ConnectionAborted,
+            Self::OutOfMemory => io::ErrorKind::OutOfMemory,
+        }
+    }
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WouldBlock => f.write_str("no body data yet"),
+            Self::TimedOut => f.write_str("timed out waiting for body data"),
+            // The reason alone: it is what the producer said, and what `io::Error`'s text was.
+            Self::Aborted { reason } => f.write_str(reason),
+            Self::OutOfMemory => f.write_str("out of memory reading the body"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> Self {
+        io::Error::new(e.kind(), e)
+    }
+}
+
+impl From<WaitError> for ReadError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::TimedOut => Self::TimedOut,
+        }
+    }
+}
+
+/// Why [`Reader::try_read_until_with`](crate::Reader::try_read_until_with) returned no line:
+/// the read itself failed, or the callback refused the line (which is then left unread).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReadWithError<E> {
+    /// The read failed (after an abort, or out of memory gathering a line across segments).
+    Read(ReadError),
+    /// The callback returned this error; nothing was consumed.
+    Callback(E),
+}
+
+impl<E: fmt::Display> fmt::Display for ReadWithError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read(e) => e.fmt(f),
+            Self::Callback(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for ReadWithError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Read(e) => Some(e),
+            Self::Callback(e) => Some(e),
+        }
+    }
+}
+
+impl<E> From<ReadError> for ReadWithError<E> {
+    fn from(e: ReadError) -> Self {
+        Self::Read(e)
+    }
 }

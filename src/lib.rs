@@ -43,7 +43,9 @@ mod view;
 mod wait;
 mod writer;
 
-pub use error::{BuildError, CloseError, SeekError, WaitError, WaitWritableError, WriteError};
+pub use error::{
+    BuildError, CloseError, ReadError, ReadWithError, SeekError, WaitError, WaitWritableError, WriteError,
+};
 pub use reader::{Reader, Ready};
 pub use shared::{Stats, Writability};
 pub use view::View;
@@ -88,7 +90,7 @@ const RING_SEGMENT_MAX: usize = 1 << 20;
 /// ```
 /// let (mut w, r) = bodypipe::pipe();
 /// w.write(b"chunk")?;
-/// assert_eq!(r.available(), 5);
+/// assert_eq!(r.buffered(), 5);
 /// # Ok::<(), bodypipe::WriteError>(())
 /// ```
 pub fn pipe() -> (Writer, Reader) {
@@ -163,7 +165,7 @@ impl Builder {
     /// ```
     /// let (mut w, r) = bodypipe::Builder::new().prefault(false).build()?;
     /// w.write(&[7; 1 << 20])?;
-    /// assert_eq!(r.available(), 1 << 20);
+    /// assert_eq!(r.buffered(), 1 << 20);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn prefault(mut self, on: bool) -> Self {

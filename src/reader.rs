@@ -2,10 +2,10 @@
 //!
 //! The cursor has its own lock, which the writer never touches. No thread waits while holding
 //! it: a blocking read first waits for data (spin, then futex) with no lock held, then takes the
-//! lock only to copy and move the cursor. So `available`, `at_eof` and `position` from other
+//! lock only to copy and move the cursor. So `buffered`, `at_eof` and `position` from other
 //! threads never stall behind a blocked read.
 
-use crate::error::{aborted, SeekError, WaitError};
+use crate::error::{ReadError, ReadWithError, SeekError, WaitError};
 use crate::primitive::{lock, Arc, AtomicU64, Mutex, Ordering};
 use crate::search::ChunkSearch;
 use crate::segment::Segment;
@@ -28,7 +28,10 @@ pub enum Ready {
 /// The consumer half of a pipe: `Send + Sync`, every method takes `&self`.
 ///
 /// Threads that share a reader share one cursor, as threads sharing a file do. `Read`, `BufRead`
-/// and `Seek` are implemented for `&Reader`, like `std::fs::File`.
+/// and `Seek` are implemented for `&Reader`, like `std::fs::File`, and no inherent method shadows
+/// theirs: `(&r).read_line(&mut line)` is `BufRead::read_line`. The inherent reads return a typed
+/// [`ReadError`]; those that block until a deadline say so in their name (`read_deadline`,
+/// `read_line_deadline`, `read_until_deadline`).
 ///
 /// ```
 /// use std::io::{BufRead, Read};
@@ -215,35 +218,37 @@ impl Reader {
     }
 
     /// What a read returns when no byte is left: EOF, WouldBlock, or the abort.
-    fn nothing_left(&self, end: u32) -> io::Result<usize> {
+    fn nothing_left(&self, end: u32) -> Result<usize, ReadError> {
         if end == ABORTED {
-            Err(aborted(&self.shared.reason()))
+            Err(ReadError::Aborted { reason: self.shared.reason() })
         } else if end != OPEN || self.shared.reader_closed.load(Ordering::Acquire) {
             Ok(0)
         } else {
-            Err(io::ErrorKind::WouldBlock.into())
+            Err(ReadError::WouldBlock)
         }
     }
 
     /// Reads what is there now, never blocking.
     ///
-    /// `Ok(0)` means EOF (or that this reader was closed); `WouldBlock` means nothing yet; after
-    /// an abort, the data written before it, then `ConnectionAborted` with the reason.
+    /// `Ok(0)` means EOF (or that this reader was closed); [`ReadError::WouldBlock`] means nothing
+    /// yet; after an abort, the data written before it, then [`ReadError::Aborted`] with the reason.
     ///
     /// One call is one contiguous slice of the stream, whatever other threads sharing the cursor
     /// do: the copy is made under one hold of the cursor.
     ///
     /// ```
+    /// use bodypipe::ReadError;
+    ///
     /// let (mut w, r) = bodypipe::pipe();
     /// let mut buf = [0u8; 8];
-    /// assert_eq!(r.try_read(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    /// assert_eq!(r.try_read(&mut buf), Err(ReadError::WouldBlock));
     /// w.write(b"abc")?;
     /// assert_eq!(r.try_read(&mut buf)?, 3);
     /// w.close()?;
     /// assert_eq!(r.try_read(&mut buf)?, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn try_read(&self, buf: &mut [u8]) -> Result<usize, ReadError> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -260,12 +265,12 @@ impl Reader {
     /// let (mut w, r) = bodypipe::pipe();
     /// w.write(b"abc")?;
     /// let mut buf = [0u8; 4];
-    /// assert_eq!(r.try_read_full(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    /// assert_eq!(r.try_read_full(&mut buf), Err(bodypipe::ReadError::WouldBlock));
     /// w.write(b"d")?;
     /// assert_eq!(r.try_read_full(&mut buf)?, 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn try_read_full(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn try_read_full(&self, buf: &mut [u8]) -> Result<usize, ReadError> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -283,7 +288,7 @@ impl Reader {
     /// ring mode the writer reuses it only once the view is dropped).
     ///
     /// Empty at EOF; `WouldBlock` (consuming nothing) while fewer than `min` bytes are there and
-    /// the stream is open; after an abort, the data before it, then `ConnectionAborted`.
+    /// the stream is open; after an abort, the data before it, then [`ReadError::Aborted`].
     ///
     /// ```
     /// let (mut w, r) = bodypipe::Builder::new().segment_size(4).build()?;
@@ -292,13 +297,13 @@ impl Reader {
     /// let bytes: Vec<u8> = views.iter().flat_map(|v| v.iter().copied()).collect();
     /// assert_eq!((views.len(), bytes.as_slice()), (2, &b"abcde"[..]));
     /// assert_eq!(r.position(), 5);
-    /// assert_eq!(r.try_read_views(2, 8).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    /// assert!(matches!(r.try_read_views(2, 8), Err(bodypipe::ReadError::WouldBlock)));
     /// w.close()?;
     /// assert_eq!(r.try_read_views(2, 8)?.len(), 1); // ended: what is left
     /// assert!(r.try_read_views(1, 8)?.is_empty()); // EOF
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn try_read_views(&self, min: usize, max: usize) -> io::Result<Vec<View>> {
+    pub fn try_read_views(&self, min: usize, max: usize) -> Result<Vec<View>, ReadError> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -326,7 +331,7 @@ impl Reader {
         min: usize,
         max: usize,
         sink: impl FnOnce(&mut Cursor, &Shared, u64, usize) -> R,
-    ) -> io::Result<Option<R>> {
+    ) -> Result<Option<R>, ReadError> {
         let mut cur = lock(&self.cursor);
         let (end, written) = self.shared.end_and_written();
         let avail = usize::try_from(written - cur.pos).unwrap_or(usize::MAX);
@@ -338,7 +343,7 @@ impl Reader {
         } else {
             drop(cur);
             return match self.nothing_left(end) {
-                Ok(_) if avail > 0 => Err(io::ErrorKind::WouldBlock.into()),
+                Ok(_) if avail > 0 => Err(ReadError::WouldBlock),
                 Ok(_) => Ok(None),
                 Err(e) => Err(e),
             };
@@ -351,11 +356,25 @@ impl Reader {
     }
 
     /// Blocks until at least one byte is read, the stream ends (`Ok(0)`), or `deadline` passes
-    /// (`TimedOut`, nothing consumed).
-    pub fn read_blocking(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+    /// ([`ReadError::TimedOut`], nothing consumed). `None`: no deadline. This is `Read::read`
+    /// with an explicit deadline instead of the [read timeout](Self::set_read_timeout).
+    ///
+    /// ```
+    /// use bodypipe::ReadError;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (mut w, r) = bodypipe::pipe();
+    /// let mut buf = [0u8; 8];
+    /// let soon = Instant::now() + Duration::from_millis(1);
+    /// assert_eq!(r.read_deadline(&mut buf, Some(soon)), Err(ReadError::TimedOut));
+    /// w.write(b"abc")?;
+    /// assert_eq!(r.read_deadline(&mut buf, None)?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, ReadError> {
         loop {
             match self.try_read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(ReadError::WouldBlock) => {
                     self.wait(1, deadline)?;
                 }
                 r => return r,
@@ -407,14 +426,16 @@ impl Reader {
     }
 
     /// Appends bytes up to and including the next `delim` (or `limit` bytes, or the rest at the
-    /// end of the stream) to `out`, blocking as needed. Returns the count; 0 at EOF.
+    /// end of the stream) to `out`, blocking until `deadline` (`None`: no deadline) as needed.
+    /// Returns the count; 0 at EOF. `BufRead::read_until` is this with no limit and the
+    /// [read timeout](Self::set_read_timeout).
     ///
     /// Atomic with respect to other threads reading the same cursor: a line is never split
     /// between two readers. A scan that finds no delimiter is remembered, so a long line that
     /// arrives in many small writes is scanned once, not once per write.
     ///
     /// After an abort, a last line without its delimiter is not a line: its bytes are appended
-    /// to `out` and the abort (`ConnectionAborted`) is returned, as `std::io::BufRead` does
+    /// to `out` and the abort ([`ReadError::Aborted`]) is returned, as `std::io::BufRead` does
     /// with an error after a partial read.
     ///
     /// Ring mode: the writer cannot add a byte while `max_buffered` bytes are unread, so a line
@@ -424,24 +445,30 @@ impl Reader {
     ///
     /// ```
     /// let (mut w, r) = bodypipe::pipe();
-    /// w.write(b"one\ntwo")?;
+    /// w.write(b"key=value;rest")?;
     /// w.abort("client disconnected");
-    /// let mut line = Vec::new();
-    /// assert_eq!(r.read_until(b'\n', &mut line, None, None)?, 4);
-    /// line.clear();
-    /// let err = r.read_until(b'\n', &mut line, None, None).unwrap_err();
-    /// assert_eq!((err.kind(), line.as_slice()), (std::io::ErrorKind::ConnectionAborted, &b"two"[..]));
+    /// let mut out = Vec::new();
+    /// assert_eq!(r.read_until_deadline(b';', &mut out, None, None)?, 10);
+    /// assert_eq!(out, b"key=value;");
+    /// out.clear();
+    /// assert_eq!(r.read_until_deadline(b';', &mut out, Some(2), None)?, 2); // the limit
+    /// assert_eq!(out, b"re");
+    /// out.clear();
+    /// // The abort is an error, never an end: what was left arrives with it.
+    /// let err = r.read_until_deadline(b';', &mut out, None, None).unwrap_err();
+    /// assert!(matches!(err, bodypipe::ReadError::Aborted { .. }));
+    /// assert_eq!(out, b"st");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn read_until(
+    pub fn read_until_deadline(
         &self,
         delim: u8,
         out: &mut Vec<u8>,
         limit: Option<usize>,
         deadline: Option<Instant>,
-    ) -> io::Result<usize> {
+    ) -> Result<usize, ReadError> {
         match self.read_until_inner(delim, out, limit, deadline) {
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+            Err(e @ ReadError::Aborted { .. }) => {
                 // The incomplete last line (fewer than `limit` bytes, or the error would not
                 // have come) goes to the caller with the error.
                 while let Ok(views) = self.try_read_views(1, usize::MAX) {
@@ -450,7 +477,7 @@ impl Reader {
                     }
                     for v in &views {
                         if out.try_reserve(v.len()).is_err() {
-                            return Err(io::ErrorKind::OutOfMemory.into());
+                            return Err(ReadError::OutOfMemory);
                         }
                         out.extend_from_slice(v);
                     }
@@ -467,17 +494,17 @@ impl Reader {
         out: &mut Vec<u8>,
         mut limit: Option<usize>,
         deadline: Option<Instant>,
-    ) -> io::Result<usize> {
+    ) -> Result<usize, ReadError> {
         let mut total = 0;
         loop {
             // What the scan below will at least have seen: waiting for bytes beyond it (rather
-            // than for `available() + 1` read after the scan) cannot miss a delimiter that lands
+            // than for `buffered() + 1` read after the scan) cannot miss a delimiter that lands
             // between the scan and the wait (loom: `read_line_sees_late_newline`).
             let seen = self.shared.write_pos.load(Ordering::Acquire);
             match self.try_read_until(delim, out, limit)? {
                 Some(n) => return Ok(total + n),
                 None => {
-                    let avail = self.available();
+                    let avail = self.buffered();
                     if self.shared.config.max_buffered.is_some_and(|m| avail as u64 >= m) {
                         let before = out.len();
                         let take = limit.map_or(avail, |l| l.min(avail));
@@ -510,44 +537,92 @@ impl Reader {
         }
     }
 
-    /// [`read_until`](Self::read_until) with `b'\n'`.
-    pub fn read_line(&self, out: &mut Vec<u8>, limit: Option<usize>, deadline: Option<Instant>) -> io::Result<usize> {
-        self.read_until(b'\n', out, limit, deadline)
+    /// [`read_until_deadline`](Self::read_until_deadline) with `b'\n'`: one line into a `Vec`
+    /// (bytes, not necessarily UTF-8), at most `limit` bytes, blocking until `deadline`.
+    ///
+    /// ```
+    /// use bodypipe::ReadError;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"one\ntw")?;
+    /// let mut line = Vec::new();
+    /// assert_eq!(r.read_line_deadline(&mut line, None, None)?, 4);
+    /// assert_eq!(line, b"one\n");
+    /// let soon = Some(Instant::now() + Duration::from_millis(1));
+    /// assert_eq!(r.read_line_deadline(&mut line, None, soon), Err(ReadError::TimedOut));
+    /// w.close(); // the end completes the last line
+    /// line.clear();
+    /// assert_eq!(r.read_line_deadline(&mut line, None, None)?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_line_deadline(
+        &self,
+        out: &mut Vec<u8>,
+        limit: Option<usize>,
+        deadline: Option<Instant>,
+    ) -> Result<usize, ReadError> {
+        self.read_until_deadline(b'\n', out, limit, deadline)
     }
 
-    /// Like [`read_until`](Self::read_until) but never blocks: `None` while the line is not
-    /// complete yet (nothing is consumed then).
-    pub fn try_read_until(&self, delim: u8, out: &mut Vec<u8>, limit: Option<usize>) -> io::Result<Option<usize>> {
-        self.try_read_until_with(delim, limit, |line| {
-            out.try_reserve(line.len()).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+    /// Like [`read_until_deadline`](Self::read_until_deadline) but never blocks: `None` while the
+    /// line is not complete yet (nothing is consumed then).
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"a;b")?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(r.try_read_until(b';', &mut out, None)?, Some(2));
+    /// assert_eq!(r.try_read_until(b';', &mut out, None)?, None); // "b" is incomplete
+    /// assert_eq!(out, b"a;");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_read_until(
+        &self,
+        delim: u8,
+        out: &mut Vec<u8>,
+        limit: Option<usize>,
+    ) -> Result<Option<usize>, ReadError> {
+        let res = self.try_read_until_with(delim, limit, |line| {
+            out.try_reserve(line.len()).map_err(|_| ReadError::OutOfMemory)?;
             out.extend_from_slice(line);
             Ok(line.len())
+        });
+        res.map_err(|e| match e {
+            ReadWithError::Read(e) | ReadWithError::Callback(e) => e,
         })
     }
 
     /// Like [`try_read_until`](Self::try_read_until), but hands the line to `f` in place instead
     /// of appending it to a `Vec`: zero-copy when the line lies in one segment (the common case),
-    /// else one gathered copy. The line is consumed only if `f` returns `Ok`, so a binding can
+    /// else one gathered copy. The line is consumed only if `f` returns `Ok`; its error, of any
+    /// type `E`, comes back as [`ReadWithError::Callback`] with nothing consumed. So a binding can
     /// build its result object (a Python `bytes`) straight from segment memory and lose nothing
-    /// if that allocation fails. `f` runs with the cursor lock held: keep it short.
+    /// if that allocation fails, or refuse a line for reasons of its own. `f` runs with the cursor
+    /// lock held: keep it short.
     ///
     /// ```
+    /// use bodypipe::ReadWithError;
+    /// use std::convert::Infallible;
+    ///
     /// let (mut w, r) = bodypipe::pipe();
     /// w.write(b"GET / HTTP/1.1\r\nHost")?;
-    /// let line = r.try_read_until_with(b'\n', None, |l| Ok(l.to_vec()))?;
+    /// let too_long = |l: &[u8]| if l.len() > 8 { Err("too long") } else { Ok(l.to_vec()) };
+    /// assert_eq!(r.try_read_until_with(b'\n', None, too_long), Err(ReadWithError::Callback("too long")));
+    /// let line = r.try_read_until_with(b'\n', None, |l| Ok::<_, Infallible>(l.to_vec()))?; // still there
     /// assert_eq!(line.as_deref(), Some(&b"GET / HTTP/1.1\r\n"[..]));
-    /// assert_eq!(r.try_read_until_with(b'\n', None, |l| Ok(l.len()))?, None); // "Host" is incomplete
+    /// assert_eq!(r.try_read_until_with(b'\n', None, |l| Ok::<_, Infallible>(l.len()))?, None); // "Host" is incomplete
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn try_read_until_with<R>(
+    pub fn try_read_until_with<R, E>(
         &self,
         delim: u8,
         limit: Option<usize>,
-        f: impl FnOnce(&[u8]) -> io::Result<R>,
-    ) -> io::Result<Option<R>> {
+        f: impl FnOnce(&[u8]) -> Result<R, E>,
+    ) -> Result<Option<R>, ReadWithError<E>> {
         let limit = limit.map_or(u64::MAX, |l| l as u64);
         if limit == 0 {
-            return f(&[]).map(Some);
+            return f(&[]).map(Some).map_err(ReadWithError::Callback);
         }
         let mut cur = lock(&self.cursor);
         let (end, written) = self.shared.end_and_written();
@@ -577,7 +652,7 @@ impl Reader {
                 // (consuming nothing; `read_until` hands the bytes over with the error).
                 drop(cur);
                 self.nothing_left(end)?;
-                return f(&[]).map(Some);
+                return f(&[]).map(Some).map_err(ReadWithError::Callback);
             }
             avail
         } else {
@@ -585,20 +660,20 @@ impl Reader {
             cur.scan_delim = delim;
             return Ok(None);
         };
-        let take = usize::try_from(take).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let take = usize::try_from(take).map_err(|_| ReadError::OutOfMemory)?;
         // Borrowed, not cloned (see `visit`).
         let in_place = cur.locate(&self.shared, pos).filter(|seg| seg.end() - pos >= take as u64);
         let result = match in_place {
             Some(seg) => {
                 // SAFETY: `[pos, pos + take)` is inside this segment and below `written` (Acquire).
                 let line = unsafe { seg.slice((pos - seg.start()) as usize, take) };
-                let r = f(line)?;
+                let r = f(line).map_err(ReadWithError::Callback)?;
                 cur.pos += take as u64;
                 r
             }
             None => {
                 let mut line = Vec::new();
-                line.try_reserve_exact(take).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+                line.try_reserve_exact(take).map_err(|_| ReadError::OutOfMemory)?;
                 line.resize(take, 0);
                 let n = cur.copy_out(&self.shared, &mut line, written);
                 match f(&line[..n]) {
@@ -607,7 +682,7 @@ impl Reader {
                         // Put the cursor back: nothing of a failed read is lost.
                         cur.pos = pos;
                         cur.idx = cur.segs.len();
-                        return Err(e);
+                        return Err(ReadWithError::Callback(e));
                     }
                 }
             }
@@ -619,7 +694,18 @@ impl Reader {
     }
 
     /// [`try_read_until`](Self::try_read_until) with `b'\n'`.
-    pub fn try_read_line(&self, out: &mut Vec<u8>, limit: Option<usize>) -> io::Result<Option<usize>> {
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"one\ntw")?;
+    /// let mut line = Vec::new();
+    /// assert_eq!(r.try_read_line(&mut line, None)?, Some(4));
+    /// assert_eq!(r.try_read_line(&mut line, None)?, None);
+    /// assert_eq!(r.try_read_line(&mut line, Some(1))?, Some(1)); // the limit ends a line too
+    /// assert_eq!(line, b"one\nt");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_read_line(&self, out: &mut Vec<u8>, limit: Option<usize>) -> Result<Option<usize>, ReadError> {
         self.try_read_until(b'\n', out, limit)
     }
 
@@ -635,8 +721,19 @@ impl Reader {
         take as usize
     }
 
-    /// Unread bytes that can be read now without blocking.
-    pub fn available(&self) -> usize {
+    /// Unread bytes: what can be read now without blocking (`written() - position()`), the
+    /// quantity ring mode's [`max_buffered`](Self::max_buffered) bounds. The same number as
+    /// [`Writer::buffered`](crate::Writer::buffered) and [`Stats::buffered`](crate::Stats::buffered).
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"abcd")?;
+    /// r.skip(1);
+    /// assert_eq!(r.buffered(), 3);
+    /// assert_eq!(w.buffered(), 3);
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
+    pub fn buffered(&self) -> usize {
         usize::try_from(self.shared.buffered()).unwrap_or(usize::MAX)
     }
 
@@ -765,27 +862,27 @@ impl Reader {
     /// assert_eq!(r.seek(SeekFrom::End(-1))?, 5);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn seek(&self, to: SeekFrom) -> io::Result<u64> {
+    pub fn seek(&self, to: SeekFrom) -> Result<u64, SeekError> {
         let mut cur = lock(&self.cursor);
         let (end, written) = self.shared.end_and_written();
         let target = match to {
             SeekFrom::Start(p) => i128::from(p),
             SeekFrom::Current(d) => i128::from(cur.pos) + i128::from(d),
             SeekFrom::End(d) if end != OPEN => i128::from(written) + i128::from(d),
-            SeekFrom::End(_) => return Err(SeekError::EndUnknown.into()),
+            SeekFrom::End(_) => return Err(SeekError::EndUnknown),
         };
         if target < 0 {
-            return Err(SeekError::BeforeStart.into());
+            return Err(SeekError::BeforeStart);
         }
         if target > i128::from(written) {
-            return Err(SeekError::PastWritten.into());
+            return Err(SeekError::PastWritten);
         }
         let target = target as u64;
         if self.shared.config.max_buffered.is_some() {
             cur.discover(&self.shared, written);
             let window = cur.segs.front().map_or(cur.pos, |s| s.start());
             if target < window {
-                return Err(SeekError::BeforeWindow.into());
+                return Err(SeekError::BeforeWindow);
             }
         }
         let back = target < cur.pos;
@@ -915,7 +1012,7 @@ impl Read for &Reader {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.read_blocking(buf, self.deadline())
+        Ok(self.read_deadline(buf, self.deadline())?)
     }
 }
 
@@ -951,10 +1048,10 @@ impl BufRead for &Reader {
             }
             drop(cur);
             match reader.nothing_left(end) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    reader.wait(1, deadline)?;
+                Err(ReadError::WouldBlock) => {
+                    reader.wait(1, deadline).map_err(ReadError::from)?;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
                 Ok(_) => return Ok(&[]),
             }
         }
@@ -965,12 +1062,12 @@ impl BufRead for &Reader {
     }
 
     fn read_until(&mut self, byte: u8, buf: &mut Vec<u8>) -> io::Result<usize> {
-        Reader::read_until(self, byte, buf, None, self.deadline())
+        Ok(self.read_until_deadline(byte, buf, None, self.deadline())?)
     }
 
     fn read_line(&mut self, buf: &mut String) -> io::Result<usize> {
         let mut bytes = Vec::new();
-        let n = Reader::read_until(self, b'\n', &mut bytes, None, self.deadline())?;
+        let n = self.read_line_deadline(&mut bytes, None, self.deadline())?;
         let s = std::str::from_utf8(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         buf.push_str(s);
         Ok(n)
@@ -979,7 +1076,7 @@ impl BufRead for &Reader {
 
 impl Seek for &Reader {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        Reader::seek(self, pos)
+        Ok(Reader::seek(self, pos)?)
     }
 
     fn stream_position(&mut self) -> io::Result<u64> {

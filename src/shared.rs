@@ -48,8 +48,8 @@ pub(crate) enum Sizing {
 pub struct Stats {
     /// Bytes written (published) so far.
     pub written: u64,
-    /// The reader's position.
-    pub read: u64,
+    /// The read position (as [`Reader::position`](crate::Reader::position)).
+    pub position: u64,
     /// Unread bytes (`written - read`).
     pub buffered: u64,
     /// The declared content length, if any.
@@ -311,7 +311,7 @@ impl Shared {
         let read = self.read_pos.load(Ordering::Acquire).min(written);
         Stats {
             written,
-            read,
+            position: read,
             buffered: written - read,
             content_length: self.config.content_length,
             max_buffered: self.config.max_buffered,

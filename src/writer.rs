@@ -86,7 +86,7 @@ impl Writer {
     /// let (mut w, r) = Builder::new().content_length(4).build()?;
     /// assert_eq!(w.write(b"abcde"), Err(WriteError::ExceedsContentLength));
     /// w.write(b"abcd")?;
-    /// assert_eq!(r.available(), 4);
+    /// assert_eq!(r.buffered(), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write(&mut self, data: &[u8]) -> Result<(), WriteError> {
@@ -100,7 +100,7 @@ impl Writer {
     /// ```
     /// let (mut w, r) = bodypipe::pipe();
     /// w.write_slices(&[&b"head"[..], &b"er"[..]])?;
-    /// assert_eq!(r.available(), 6);
+    /// assert_eq!(r.buffered(), 6);
     /// # Ok::<(), bodypipe::WriteError>(())
     /// ```
     pub fn write_slices<B: Deref<Target = [u8]>>(&mut self, parts: &[B]) -> Result<(), WriteError> {

@@ -324,7 +324,7 @@ fn three_readers(what: &str, builder: Builder, total: u64) {
                         let got = match rng.next() % 4 {
                             0 => {
                                 lines.clear();
-                                r.read_line(&mut lines, Some(rng.size(64 << 10)), None).unwrap();
+                                r.read_line_deadline(&mut lines, Some(rng.size(64 << 10)), None).unwrap();
                                 for &b in &lines {
                                     hist[b as usize] += 1;
                                 }
@@ -346,7 +346,7 @@ fn three_readers(what: &str, builder: Builder, total: u64) {
                             },
                             _ => {
                                 let n = rng.size(128 << 10);
-                                let k = r.read_blocking(&mut buf[..n], None).unwrap();
+                                let k = r.read_deadline(&mut buf[..n], None).unwrap();
                                 buf[..k].iter().for_each(|&b| hist[b as usize] += 1);
                                 k
                             }

@@ -16,7 +16,7 @@
 //! let (mut w, r) = bodypipe::pipe();
 //! let mut d = ChunkedDecoder::new(ChunkedLimits::default());
 //! assert_eq!(d.feed(&req[head.len..], &mut w)?, Progress::Done { used: 15 });
-//! assert_eq!(r.available(), 5);
+//! assert_eq!(r.buffered(), 5);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]

@@ -30,7 +30,7 @@ pub enum Refusal<E> {
 /// let (mut w, r) = bodypipe::Builder::new().max_buffered(4).build()?;
 /// Sink::write_all(&mut w, b"abcd").map_err(|_| "refused")?;
 /// assert_eq!(Sink::write_all(&mut w, b"e"), Err(Refusal::Full));
-/// assert_eq!(r.available(), 4);
+/// assert_eq!(r.buffered(), 4);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Sink {

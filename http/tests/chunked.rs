@@ -317,7 +317,7 @@ fn a_refusing_writer_poisons_the_decoder() {
     let mut d = ChunkedDecoder::new(ChunkedLimits::default());
     assert_eq!(d.feed(b"3\r\nabc\r\n2\r\nde\r\n", &mut w), Err(FeedError::Sink(WriteError::TooLarge)));
     assert_eq!(d.feed(b"0\r\n\r\n", &mut w), Err(FeedError::Poisoned));
-    assert_eq!(r.available(), 3);
+    assert_eq!(r.buffered(), 3);
     let (mut w, r) = bodypipe::pipe();
     drop(r);
     let mut d = ChunkedDecoder::new(ChunkedLimits::default());

@@ -2,31 +2,25 @@
 
 use crate::aio::{aio, AsyncWaiters, Notifier};
 use crate::bytes::{bytes_from_views, bytes_of, copy_views, join_bytes, new_bytes, uninit_bytes, DETACH_COPY};
-use crate::errors::{self, body_aborted, bytes_like, read_error, size_arg, timeout, unsupported, BodyAborted};
+use crate::errors::{
+    self, body_aborted, bytes_like, read_error, seek_error, size_arg, timeout, unsupported, BodyAborted,
+};
 use crate::gather::{Gather, PyGather};
 use crate::wait::{deadline, in_slices};
-use ::bodypipe::{Reader, Ready, View};
+use ::bodypipe::{ReadError, ReadWithError, Reader, Ready, View};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyList, PyMemoryView, PyType};
 use std::ffi::{c_int, c_void};
-use std::io::{self, SeekFrom};
+use std::io::SeekFrom;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Marks a line too long to copy with the GIL held, with its length (see `PyBuffer::line_fast`).
 #[derive(Debug, Clone, Copy)]
 struct LongLine(usize);
-
-impl std::fmt::Display for LongLine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("line longer than the GIL-held copy limit")
-    }
-}
-
-impl std::error::Error for LongLine {}
 
 /// The reader side of a request body, usable as `wsgi.input`.
 ///
@@ -61,7 +55,7 @@ impl PyBuffer {
     /// returns the unread count. Consumes nothing, so a timeout loses nothing.
     fn wait_for(&self, py: Python<'_>, min: usize, deadline: Option<Instant>) -> PyResult<usize> {
         let r = &*self.reader;
-        let avail = r.available();
+        let avail = r.buffered();
         if avail >= min || r.is_ended() || r.is_closed() {
             return Ok(avail);
         }
@@ -82,14 +76,14 @@ impl PyBuffer {
     /// as views, copied with the GIL released while other threads read on.
     fn take_bytes<'py>(&self, py: Python<'py>, max: usize, whole: bool) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let r = &*self.reader;
-        let size = r.available().min(max);
+        let size = r.buffered().min(max);
         let ended = || r.is_ended() || r.is_closed();
         if size == 0 || size > DETACH_COPY {
             // (Also for nothing there: the core tells EOF, abort and "not yet" apart.)
             let min = if whole { max } else { 1 };
             return match r.try_read_views(min, max) {
                 Ok(views) => bytes_from_views(py, &views).map(Some),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(ReadError::WouldBlock) => Ok(None),
                 Err(e) => Err(read_error(py, e)),
             };
         }
@@ -103,7 +97,7 @@ impl PyBuffer {
             let res = if whole && size == max { r.try_read_full(buf) } else { r.try_read(buf) };
             match res {
                 Ok(n) => got = Some(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(ReadError::WouldBlock) => {}
                 Err(e) => return Err(read_error(py, e)),
             }
             Ok(())
@@ -143,7 +137,7 @@ impl PyBuffer {
     fn unless_aborted<'py>(&self, py: Python<'py>, bytes: Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyBytes>> {
         let r = &*self.reader;
         match r.abort_reason() {
-            Some(reason) if r.available() == 0 => {
+            Some(reason) if r.buffered() == 0 => {
                 let e = body_aborted(&reason);
                 Err(with_partial(py, e, bytes.as_bytes()))
             }
@@ -158,9 +152,7 @@ impl PyBuffer {
         let r = &*self.reader;
         match r.abort_reason() {
             // The abort is final: nothing can be written after it, so 0 unread stays 0.
-            Some(reason) if r.available() == 0 => {
-                Err(read_error(py, io::Error::new(io::ErrorKind::ConnectionAborted, reason)))
-            }
+            Some(reason) if r.buffered() == 0 => Err(read_error(py, ReadError::Aborted { reason })),
             _ => Ok(()),
         }
     }
@@ -214,7 +206,7 @@ impl PyBuffer {
             }
             let views = match r.try_read_views(1, want) {
                 Ok(views) => views,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(ReadError::WouldBlock) => continue,
                 Err(e) => return Err(out.attach(py, read_error(py, e))),
             };
             if views.is_empty() {
@@ -241,7 +233,7 @@ impl PyBuffer {
         }
         let deadline = self.op_deadline();
         loop {
-            let avail = if block { self.wait_for(py, 1, deadline)? } else { r.available() };
+            let avail = if block { self.wait_for(py, 1, deadline)? } else { r.buffered() };
             if avail == 0 && !block && !r.is_ended() && !r.is_closed() {
                 return Ok(PyBytes::new(py, b""));
             }
@@ -274,7 +266,7 @@ impl PyBuffer {
         let r = &*self.reader;
         let deadline = self.op_deadline();
         let n = loop {
-            let res = if len.min(r.available()) > DETACH_COPY {
+            let res = if len.min(r.buffered()) > DETACH_COPY {
                 // Reserved under the cursor, copied with the GIL released.
                 r.try_read_views(1, len).map(|views| copy_views(py, &views, &mut *dst))
             } else {
@@ -283,7 +275,7 @@ impl PyBuffer {
             };
             match res {
                 Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(ReadError::WouldBlock) => {
                     self.wait_for(py, 1, deadline)?;
                 }
                 Err(e) => return Err(read_error(py, e)),
@@ -311,7 +303,7 @@ impl PyBuffer {
         let cap = limit.map_or(DETACH_COPY + 1, |l| l.min(DETACH_COPY + 1));
         let res = self.reader.try_read_until_with(b'\n', Some(cap), |line| {
             if line.len() > DETACH_COPY {
-                Err(io::Error::other(LongLine(line.len())))
+                Err(LongLine(line.len()))
             } else {
                 Ok(PyBytes::new(py, line))
             }
@@ -332,9 +324,7 @@ impl PyBuffer {
         let r = &*self.reader;
         // First find its length (an `Err` from the callback consumes nothing), so the result can
         // be allocated before the line is read and it is copied straight into it.
-        let probe = py.detach(|| {
-            r.try_read_until_with(b'\n', limit, |line| Err::<(), _>(io::Error::other(LongLine(line.len()))))
-        });
+        let probe = py.detach(|| r.try_read_until_with(b'\n', limit, |line| Err::<(), _>(LongLine(line.len()))));
         let len = match long_line_or(py, probe)? {
             Ok(None) => return Ok(Ok(None)),
             Ok(Some(())) => return Ok(Err(LongLine(0))), // not produced by that callback
@@ -346,7 +336,7 @@ impl PyBuffer {
             r.try_read_until_with(b'\n', limit, |line| {
                 if line.len() != len {
                     // Left unread (an `Err` consumes nothing).
-                    return Err(io::Error::other(LongLine(line.len())));
+                    return Err(LongLine(line.len()));
                 }
                 // SAFETY: `obj` is referenced only by this function until it returns, so nothing
                 // else touches its buffer while the GIL is released; `line` is `len` bytes of
@@ -411,13 +401,13 @@ impl PyBuffer {
         }
         let r = &*self.reader;
         let mut out = Vec::new();
-        // No complete line yet: wait for it. `read_line` consumes nothing until the line is
+        // No complete line yet: wait for it. `read_line_deadline` consumes nothing until the line is
         // complete (or the limit/EOF is reached), so a timeout usually loses nothing; in ring mode
         // a line longer than the high-water mark is consumed as it arrives (it could never
         // complete in place), and what was taken is then handed back as `partial`.
         let deadline = self.op_deadline();
-        let waited = in_slices(py, deadline, |end| match r.read_line(&mut out, limit, Some(end)) {
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => None,
+        let waited = in_slices(py, deadline, |end| match r.read_line_deadline(&mut out, limit, Some(end)) {
+            Err(ReadError::TimedOut) => None,
             other => Some(other),
         });
         match waited {
@@ -440,13 +430,14 @@ fn with_partial(py: Python<'_>, e: PyErr, partial: &[u8]) -> PyErr {
 }
 
 /// Sorts a core line read whose callback may have refused the line as `LongLine`.
-fn long_line_or<T>(py: Python<'_>, res: io::Result<Option<T>>) -> PyResult<Result<Option<T>, LongLine>> {
+fn long_line_or<T>(
+    py: Python<'_>,
+    res: Result<Option<T>, ReadWithError<LongLine>>,
+) -> PyResult<Result<Option<T>, LongLine>> {
     match res {
         Ok(line) => Ok(Ok(line)),
-        Err(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<LongLine>()) {
-            Some(&long) => Ok(Err(long)),
-            None => Err(read_error(py, e)),
-        },
+        Err(ReadWithError::Callback(long)) => Ok(Err(long)),
+        Err(ReadWithError::Read(e)) => Err(read_error(py, e)),
     }
 }
 
@@ -776,7 +767,7 @@ impl PyBuffer {
         let step = match self.reader.try_read_views(1, usize::MAX) {
             Ok(views) if views.is_empty() => Ok(Some(false)),
             Ok(views) => gathered.push(py, &views).map(|()| Some(true)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(ReadError::WouldBlock) => Ok(None),
             Err(e) => Err(read_error(py, e)),
         };
         match step {
@@ -801,7 +792,7 @@ impl PyBuffer {
             return Ok(line.into_any());
         }
         if let Some(cap) = r.max_buffered() {
-            let avail = r.available();
+            let avail = r.buffered();
             if avail >= cap {
                 // The writer cannot add a byte until we consume: take what is there.
                 let take = limit.map_or(avail, |l| l.min(avail));
@@ -849,7 +840,7 @@ impl PyBuffer {
 
     /// Bytes that can be read now without blocking.
     fn readable_amount(&self) -> usize {
-        self.reader.available()
+        self.reader.buffered()
     }
 
     /// True once the body has ended cleanly (EOF, or `close()`) and every byte has been read;
@@ -865,7 +856,7 @@ impl PyBuffer {
 
     /// Moves the read position within the written data; returns the new absolute position.
     #[pyo3(signature = (offset, whence=0))]
-    fn seek(&self, py: Python<'_>, offset: i64, whence: i64) -> PyResult<u64> {
+    fn seek(&self, offset: i64, whence: i64) -> PyResult<u64> {
         let to = match whence {
             0 => SeekFrom::Start(
                 u64::try_from(offset).map_err(|_| PyValueError::new_err(format!("negative seek position {offset}")))?,
@@ -874,7 +865,7 @@ impl PyBuffer {
             2 => SeekFrom::End(offset),
             w => return Err(PyValueError::new_err(format!("invalid whence ({w}, should be 0, 1 or 2)"))),
         };
-        self.reader.seek(to).map_err(|e| read_error(py, e))
+        self.reader.seek(to).map_err(seek_error)
     }
 
     /// The read position.
@@ -895,7 +886,7 @@ impl PyBuffer {
         } else {
             bytes_like(sub).map_err(|_| PyTypeError::new_err("argument should be a bytes-like object or int"))?
         };
-        let avail = self.reader.available();
+        let avail = self.reader.buffered();
         let start = resolve_bound(start, avail);
         let end = end.map(|e| resolve_bound(e, avail));
         let r = &*self.reader;
@@ -1012,7 +1003,7 @@ impl PyBuffer {
     }
 
     fn __len__(&self) -> usize {
-        self.reader.available()
+        self.reader.buffered()
     }
 
     fn __bool__(&self) -> bool {
@@ -1041,7 +1032,7 @@ impl PyBuffer {
         format!(
             "<bodypipe.PyBuffer pos={} available={} written={} content_length={} {}{}>",
             r.position(),
-            r.available(),
+            r.buffered(),
             r.written(),
             cl,
             state,
@@ -1053,7 +1044,7 @@ impl PyBuffer {
         let py = slf.py();
         let r = &*slf.get().reader;
         // A coalescing copy of many megabytes is done with the GIL released.
-        let v = if r.available() > DETACH_COPY { py.detach(|| r.view()) } else { r.view() }
+        let v = if r.buffered() > DETACH_COPY { py.detach(|| r.view()) } else { r.view() }
             .map_err(|_| PyMemoryError::new_err("out of memory coalescing the body for a memoryview"))?;
         // The export's owner is a SegmentView holding the View, not this object: CPython releases
         // through `view.obj`, so the bytes live exactly as long as the memoryview does, even after

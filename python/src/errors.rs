@@ -7,7 +7,6 @@ use pyo3::exceptions::{
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt};
-use std::io;
 
 create_exception!(
     bodypipe,
@@ -84,22 +83,27 @@ pub(crate) fn unsupported(py: Python<'_>, msg: &str) -> PyErr {
 }
 
 /// Maps an error from a core read to Python.
-pub(crate) fn read_error(py: Python<'_>, e: io::Error) -> PyErr {
-    match e.kind() {
-        // The core carries the producer's reason as the error's message.
-        io::ErrorKind::ConnectionAborted => {
-            let err = body_aborted(&e.to_string());
+pub(crate) fn read_error(py: Python<'_>, e: ::bodypipe::ReadError) -> PyErr {
+    use ::bodypipe::ReadError as R;
+    match e {
+        R::Aborted { reason } => {
+            let err = body_aborted(&reason);
             // No bytes are known here: `partial` is b'' (as in `timeout`); a caller that consumed
             // some replaces it. Set on the instance so it never depends on the class default.
             let _ = err.value(py).setattr("partial", PyBytes::new(py, b""));
             err
         }
-        io::ErrorKind::TimedOut => timeout(py, b""),
-        io::ErrorKind::InvalidInput => PyValueError::new_err(e.to_string()),
-        io::ErrorKind::WouldBlock => PyBlockingIOError::new_err(e.to_string()),
-        io::ErrorKind::OutOfMemory => PyMemoryError::new_err(e.to_string()),
+        R::TimedOut => timeout(py, b""),
+        R::WouldBlock => PyBlockingIOError::new_err(e.to_string()),
+        R::OutOfMemory => PyMemoryError::new_err(e.to_string()),
+        // The enum is non-exhaustive: a future read failure is still an I/O failure.
         _ => PyOSError::new_err(e.to_string()),
     }
+}
+
+/// Maps a refused seek to `ValueError`, as `io` does for a bad position.
+pub(crate) fn seek_error(e: ::bodypipe::SeekError) -> PyErr {
+    PyValueError::new_err(e.to_string())
 }
 
 /// Maps a refused write to Python. `Full` is handled by the callers (they wait or return False),

@@ -461,7 +461,7 @@ fn buffer_info(env: Env, buf: ResourceArc<BufferRes>) -> NifResult<Term> {
     ];
     let values = [
         s.written.encode(env),
-        s.read.encode(env),
+        s.position.encode(env),
         s.buffered.encode(env),
         s.eof.encode(env),
         s.aborted.encode(env),
