@@ -11,7 +11,7 @@
 //! deliberately weakened ordering each one caught.
 #![cfg(bodypipe_loom)]
 
-use bodypipe::{Builder, ReadError, Writability, WriteError};
+use bodypipe::{Builder, ReadError, Ready, Writability, WriteError};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -102,6 +102,26 @@ fn at_eof_not_early() {
         let mut buf = [0u8; 2];
         assert_eq!(r.try_read(&mut buf).unwrap(), 1);
         assert!(r.at_eof());
+    });
+}
+
+/// A reader waiting for two bytes is woken by the write that makes them two, while the first
+/// write, below its threshold, need not wake it (threshold wake-ups). The writer stays open, so
+/// no end-of-stream wake can rescue a threshold the writer misses: that is a loom deadlock.
+/// Guards: the comparison of the published position with the registered threshold in
+/// `Signal::notify`, and the Dekker fences around the registration.
+#[test]
+fn wait_min_woken_at_threshold() {
+    model(|| {
+        let (mut w, r) = Builder::new().build().unwrap();
+        let t = thread::spawn(move || {
+            w.write(&[1]).unwrap();
+            w.write(&[2]).unwrap();
+            w
+        });
+        assert_eq!(r.wait(2, None), Ok(Ready::Data(2)));
+        let w = t.join().unwrap();
+        w.close();
     });
 }
 

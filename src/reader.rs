@@ -11,6 +11,7 @@ use crate::search::ChunkSearch;
 use crate::segment::Segment;
 use crate::shared::{Shared, Stats, ABORTED, EOF, OPEN};
 use crate::view::View;
+use crate::wait::Check;
 use std::collections::TryReserveError;
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
@@ -405,16 +406,23 @@ impl Reader {
             let read = shared.read_pos.load(Ordering::Acquire);
             let avail = written.saturating_sub(read);
             let ended = end != OPEN || shared.reader_closed.load(Ordering::Acquire);
-            (avail, ended)
+            (avail, ended, read)
         };
-        let ready = || {
-            let (avail, ended) = state();
-            avail >= min || ended
+        let check = || {
+            let (avail, ended, read) = state();
+            if avail >= min || ended {
+                Check::Done
+            } else {
+                // The write position that makes `min` unread: only a write that reaches it (or the
+                // end, or a rewind, which wake every waiter) is worth a wake-up. If another reader
+                // thread consumes meanwhile, the wake comes early and we register again.
+                Check::Until(read.saturating_add(min))
+            }
         };
-        if !shared.data.wait_until(ready, deadline) {
+        if !shared.data.wait_until(check, deadline) {
             return Err(WaitError::TimedOut);
         }
-        let (avail, ended) = state();
+        let (avail, ended, _) = state();
         let avail = usize::try_from(avail).unwrap_or(usize::MAX);
         Ok(if avail as u64 >= min {
             Ready::Data(avail)
@@ -526,11 +534,16 @@ impl Reader {
     /// Blocks until more than `seen` bytes are written, the stream ends, or the reader closes.
     fn wait_beyond(&self, seen: u64, deadline: Option<Instant>) -> Result<(), WaitError> {
         let shared = &*self.shared;
-        let ready = || {
+        let check = || {
             let (end, written) = shared.end_and_written();
-            written > seen || end != OPEN || shared.reader_closed.load(Ordering::Acquire)
+            if written > seen || end != OPEN || shared.reader_closed.load(Ordering::Acquire) {
+                Check::Done
+            } else {
+                // One byte more than the scan saw: the first that could complete the line.
+                Check::Until(seen + 1)
+            }
         };
-        if shared.data.wait_until(ready, deadline) {
+        if shared.data.wait_until(check, deadline) {
             Ok(())
         } else {
             Err(WaitError::TimedOut)
@@ -897,9 +910,9 @@ impl Reader {
         }
         drop(cur);
         if back {
-            // Bytes are unread again: a thread parked in a read of this cursor must see them
-            // (no syscall unless one is parked).
-            self.shared.after_write();
+            // Bytes are unread again: a thread parked in a read of this cursor must see them,
+            // whatever write position it waits for (no syscall unless one is parked).
+            self.shared.wake_readers();
         }
         self.shared.after_read();
         Ok(target)

@@ -102,7 +102,7 @@ pub(crate) struct Shared {
     ///
     /// ORDERING: it publishes no data, only "stop": readers and waiters load it with Acquire so
     /// that a close is seen no earlier than what the closing thread did before it (its reads),
-    /// and it is always stored before a `Signal::notify`, whose SeqCst fence pairs it with the
+    /// and it is always stored before a `Signal::notify_all`, whose SeqCst fence pairs it with the
     /// waiters' re-check like any other progress. The writer's `admit` loads it Relaxed: a
     /// racing close may let one more write through, indistinguishable from that write coming
     /// first.
@@ -202,7 +202,7 @@ impl Shared {
         // end; a reader that loads `end` with Acquire *before* loading `write_pos` therefore sees
         // the final position and never reports EOF early (loom: `close_after_writes`).
         self.end.store(state, Ordering::Release);
-        self.after_write();
+        self.wake_readers();
         // The writer is gone: a pending writable-callback can never be useful.
         self.writable.disarm();
         true
@@ -274,13 +274,22 @@ impl Shared {
         (written.saturating_sub(read) >= min || end != OPEN || self.reader_closed.load(Ordering::Acquire)).then_some(())
     }
 
-    /// Writer side, after publishing a write or the end: wake parked readers and fire an armed
-    /// readable callback. Costs a fence and two Relaxed loads when nobody waits.
+    /// Writer side, after publishing a write up to `pos` (Release store of `write_pos` done): wake
+    /// parked readers whose threshold `pos` meets and fire an armed readable callback. Costs a
+    /// fence and two Relaxed loads when nobody waits for `pos` or less.
     #[inline]
-    pub(crate) fn after_write(&self) {
+    pub(crate) fn after_write(&self, pos: u64) {
         // `notify` begins with the SeqCst fence that also orders our publication before the load
         // of the readable flag (the Dekker pair with `arm_readable`).
-        self.data.notify();
+        self.data.notify(pos);
+        self.readable.fire_if_armed(|| self.readable_due());
+    }
+
+    /// After the end of the stream, the reader closing or a backward seek (each published
+    /// before the call): every parked reader re-checks, whatever its threshold.
+    pub(crate) fn wake_readers(&self) {
+        // As in `after_write`: `notify_all` begins with the fence.
+        self.data.notify_all();
         self.readable.fire_if_armed(|| self.readable_due());
     }
 
@@ -290,9 +299,12 @@ impl Shared {
         if self.config.max_buffered.is_none() {
             return;
         }
+        // Our own store, or a later one by another reader thread: either meets a writer's
+        // threshold that our store met.
+        let read = self.read_pos.load(Ordering::Relaxed);
         // `notify` begins with the SeqCst fence that also orders our `read_pos` store before the
         // load of the writable flag (the Dekker pair with `arm_writable`).
-        self.space.notify();
+        self.space.notify(read);
         self.writable.fire_if_armed(|| self.writable_due(true));
     }
 
@@ -301,8 +313,8 @@ impl Shared {
         if self.reader_closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.after_write();
-        self.space.notify();
+        self.wake_readers();
+        self.space.notify_all();
         self.writable.fire_if_armed(|| Some(Writability::ReaderClosed));
     }
 

@@ -4,6 +4,7 @@ use crate::error::{CloseError, WaitWritableError, WriteError};
 use crate::primitive::{Arc, Ordering};
 use crate::segment::Segment;
 use crate::shared::{Shared, Sizing, Stats, Writability};
+use crate::wait::Check;
 use crate::INCOMPLETE_BODY;
 use std::io;
 use std::ops::Deref;
@@ -306,7 +307,7 @@ impl Writer {
             // Reaching the declared length is EOF.
             self.finished = self.shared.finish(None) || self.finished;
         } else {
-            self.shared.after_write();
+            self.shared.after_write(new_pos);
         }
     }
 
@@ -406,7 +407,17 @@ impl Writer {
         // panics on overflow, and the timeout is the caller's).
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let closed = || shared.reader_closed.load(Ordering::Acquire);
-        let ok = shared.space.wait_until(|| closed() || shared.has_room(), deadline);
+        let max = shared.config.max_buffered.unwrap_or(u64::MAX);
+        let check = || {
+            if closed() || shared.has_room() {
+                Check::Done
+            } else {
+                // Room means `written - read_pos < max`: the read position the readers' wake-up
+                // must reach. Only this writer moves `write_pos`, so it is fixed while we wait.
+                Check::Until(self.pos.saturating_sub(max) + 1)
+            }
+        };
+        let ok = shared.space.wait_until(check, deadline);
         if closed() {
             Err(WaitWritableError::ReaderClosed)
         } else if ok {
