@@ -20,7 +20,7 @@ from typing import BinaryIO, SupportsIndex, final
 
 from typing_extensions import Buffer
 
-__all__ = ["pipe", "PyBuffer", "Writer", "_Notifier", "BodyAborted", "IncompleteBody", "__version__"]
+__all__ = ["pipe", "PyBuffer", "Writer", "_Notifier", "_Armed", "BodyAborted", "IncompleteBody", "__version__"]
 
 __version__: str
 
@@ -301,3 +301,7 @@ class _Notifier:
         """The descriptor to watch with ``loop.add_reader``."""
     def drain(self) -> list[int]:
         """Clears the fd, then returns (and forgets) the ids of the waits that became ready."""
+
+@final
+class _Armed:
+    """Internal to the asyncio readers: one armed core readiness subscription."""

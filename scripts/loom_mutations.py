@@ -49,9 +49,21 @@ MUTATIONS = [
     ("read_pos_relaxed", "src/reader.rs",
      "shared.read_pos.store(self.pos, Ordering::Release);",
      "shared.read_pos.store(self.pos, Ordering::Relaxed);"),
-    ("oneshot_arm_no_fence", "src/hook.rs",
+    ("ready_arm_no_fence", "src/ready.rs",
      "        fence(Ordering::SeqCst);\n        if let Some(why) = due() {",
      "        if let Some(why) = due() {"),
+    # A write that exactly meets a subscription's threshold must fire it.
+    ("ready_threshold_missed", "src/ready.rs",
+     "if self.min.load(Ordering::Relaxed) <= pos {",
+     "if self.min.load(Ordering::Relaxed) < pos {"),
+    # Arming without publishing the threshold: only the arming side's own re-check could fire it.
+    ("ready_min_not_lowered", "src/ready.rs",
+     "            self.min.fetch_min(threshold, Ordering::Relaxed);\n",
+     ""),
+    # A cancel that does not take the entry under the lock: it may fire after all.
+    ("ready_cancel_without_removing", "src/ready.rs",
+     "        self.take(sub.0).is_some()",
+     "        let _ = sub;\n        true"),
     ("read_until_waits_after_scan", "src/reader.rs",
      "self.wait_beyond(seen, deadline)?;",
      "self.wait(avail.saturating_add(1), deadline)?;"),

@@ -33,9 +33,9 @@
 #![warn(missing_debug_implementations)]
 
 mod error;
-mod hook;
 mod primitive;
 mod reader;
+mod ready;
 mod search;
 mod segment;
 mod shared;
@@ -47,6 +47,7 @@ pub use error::{
     BuildError, CloseError, ReadError, ReadWithError, SeekError, WaitError, WaitWritableError, WriteError,
 };
 pub use reader::{Reader, Ready};
+pub use ready::Subscription;
 pub use shared::{Stats, Writability};
 pub use view::View;
 pub use writer::Writer;

@@ -7,6 +7,7 @@
 
 use crate::error::{ReadError, ReadWithError, SeekError, WaitError};
 use crate::primitive::{lock, Arc, AtomicU64, Mutex, Ordering};
+use crate::ready::{Subscription, Wake};
 use crate::search::ChunkSearch;
 use crate::segment::Segment;
 use crate::shared::{Shared, Stats, ABORTED, EOF, OPEN};
@@ -918,34 +919,43 @@ impl Reader {
         Ok(target)
     }
 
-    /// Registers a one-shot callback for when a read would not block: unread data is there, the
+    /// Arms a one-shot callback for when a read would not block: unread data is there, the
     /// stream has ended, or the reader was closed. It fires at once, on this thread, if that is
     /// already so; otherwise on the thread that makes it so (the writer's `write`, `close` or
-    /// `abort`, or a `close` here). Keep it short and non-blocking (write to an eventfd, send a
-    /// message). A new callback replaces a pending one, which is dropped unfired.
+    /// `abort`, or a `close` or backward `seek` here). Keep it short and non-blocking (write to
+    /// an eventfd, send a message).
+    ///
+    /// Any number may be armed at once, each with its own threshold, and each fires at most once:
+    /// several event loops, or several wrappers of one reader, can each wait on it. The returned
+    /// [`Subscription`] cancels it ([`cancel_readable`](Self::cancel_readable)).
     ///
     /// This is what an event loop waits on instead of polling; the writer pays for it only while
-    /// a callback is armed.
+    /// one is armed, and then takes a lock only for a write that makes one due.
     ///
     /// ```
     /// use std::sync::mpsc;
     ///
     /// let (mut w, r) = bodypipe::pipe();
     /// let (tx, rx) = mpsc::channel();
-    /// r.on_readable(move || tx.send(()).unwrap_or(()));
+    /// let tx2 = tx.clone();
+    /// r.on_readable(move || tx.send("first").unwrap_or(()));
+    /// r.on_readable(move || tx2.send("second").unwrap_or(())); // does not replace the first
     /// assert!(rx.try_recv().is_err()); // nothing yet
-    /// w.write(b"x")?;                  // the writer's write runs the callback
-    /// assert!(rx.try_recv().is_ok());
+    /// w.write(b"x")?;                  // the writer's write runs both callbacks
+    /// let mut got: Vec<_> = rx.try_iter().collect();
+    /// got.sort();
+    /// assert_eq!(got, ["first", "second"]);
     /// # Ok::<(), bodypipe::WriteError>(())
     /// ```
-    pub fn on_readable(&self, hook: impl FnOnce() + Send + 'static) {
-        self.shared.arm_readable(1, Box::new(move |()| hook()));
+    pub fn on_readable(&self, hook: impl FnOnce() + Send + 'static) -> Subscription {
+        self.shared.arm_readable(1, Wake::Callback(Box::new(move |()| hook())))
     }
 
-    /// [`on_readable`](Self::on_readable) with a threshold: fires once at least `min` bytes are
-    /// unread (`0` counts as 1), the stream has ended, or the reader was closed. This is how an
-    /// async `readline` waits for *more* than the incomplete line already there, and
-    /// `readexactly(n)` for all `n` bytes, without being woken by every write.
+    /// [`on_readable`](Self::on_readable) with a threshold: fires once at least `min` bytes
+    /// (`0` counts as 1) beyond the read position *as of this call* are written, the stream has
+    /// ended, or the reader was closed. This is how an async `readline` waits for *more* than the
+    /// incomplete line already there, and `readexactly(n)` for all `n` bytes, without being woken
+    /// by every write. If other threads consume meanwhile it fires early: re-check when it fires.
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -959,8 +969,42 @@ impl Reader {
     /// assert!(rx.try_recv().is_ok());
     /// # Ok::<(), bodypipe::WriteError>(())
     /// ```
-    pub fn on_readable_min(&self, min: usize, hook: impl FnOnce() + Send + 'static) {
-        self.shared.arm_readable(min as u64, Box::new(move |()| hook()));
+    pub fn on_readable_min(&self, min: usize, hook: impl FnOnce() + Send + 'static) -> Subscription {
+        self.shared.arm_readable(min as u64, Wake::Callback(Box::new(move |()| hook())))
+    }
+
+    /// Cancels a callback armed by [`on_readable`](Self::on_readable) or
+    /// [`on_readable_min`](Self::on_readable_min): true if it was still armed (it will never
+    /// run, and is dropped here), false if it has already fired or was cancelled. Safe against a
+    /// concurrent fire: exactly one of the two happens.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// let sub = r.on_readable_min(10, || {});
+    /// assert_eq!(r.armed_readable(), 1);
+    /// assert!(r.cancel_readable(sub));
+    /// assert_eq!(r.armed_readable(), 0);
+    /// let fired = r.on_readable(|| {});
+    /// w.write(b"x")?; // fires and removes it
+    /// assert!(!r.cancel_readable(fired));
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
+    pub fn cancel_readable(&self, sub: Subscription) -> bool {
+        self.shared.cancel_readable(sub)
+    }
+
+    /// How many readable callbacks are armed (not yet fired or cancelled).
+    ///
+    /// ```
+    /// let (w, r) = bodypipe::pipe();
+    /// r.on_readable(|| {});
+    /// r.on_readable_min(100, || {});
+    /// assert_eq!(r.armed_readable(), 2);
+    /// w.close(); // the end fires both
+    /// assert_eq!(r.armed_readable(), 0);
+    /// ```
+    pub fn armed_readable(&self) -> usize {
+        self.shared.armed_readable()
     }
 
     /// The largest body this pipe accepts.

@@ -1,7 +1,7 @@
 //! The state the writer and the readers share: positions, the end of the stream, wake-ups.
 
-use crate::hook::OneShot;
 use crate::primitive::{Arc, AtomicBool, AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::ready::{ReadyList, Subscription, Wake};
 use crate::segment::{FreeList, Link, Segment};
 use crate::wait::Signal;
 
@@ -113,13 +113,12 @@ pub(crate) struct Shared {
     pub(crate) data: Signal,
     /// The writer parks here waiting for room (ring mode).
     pub(crate) space: Signal,
-    /// The writer's one-shot "room again" callback, fired by readers.
-    writable: OneShot<Writability>,
-    /// A reader's one-shot "data or end" callback, fired by the writer (async readers).
-    readable: OneShot<()>,
-    /// Unread bytes that make the readable callback due (at least 1); set under the callback's
-    /// slot lock, before the fence in `OneShot::arm_with`.
-    readable_min: AtomicU64,
+    /// The writer's "room again" subscriptions (callbacks, an async writer's waker), fired by
+    /// readers; thresholds are read positions.
+    writable: ReadyList<Writability>,
+    /// "Data or end" subscriptions (event loops, async readers), fired by the writer; thresholds
+    /// are write positions.
+    readable: ReadyList<()>,
     /// Ring mode: segments the reader is done with, for the writer to reuse.
     pub(crate) free: FreeList,
 }
@@ -128,7 +127,7 @@ pub(crate) struct Shared {
 // Release store of ABORTED and read only after an Acquire load that saw ABORTED, so the write
 // happens before every read and no two threads ever access it in conflict.
 unsafe impl Sync for Shared {}
-// SAFETY: every field is Send (the hook is `Send`); see above for `reason`.
+// SAFETY: every field is Send (the subscriptions' callbacks are `Send`); see above for `reason`.
 unsafe impl Send for Shared {}
 
 impl std::fmt::Debug for Shared {
@@ -150,9 +149,8 @@ impl Shared {
             head: Link::new(),
             data: Signal::new(),
             space: Signal::new(),
-            writable: OneShot::new(),
-            readable: OneShot::new(),
-            readable_min: AtomicU64::new(1),
+            writable: ReadyList::new(),
+            readable: ReadyList::new(),
             free: FreeList::new(),
         }
     }
@@ -203,8 +201,8 @@ impl Shared {
         // the final position and never reports EOF early (loom: `close_after_writes`).
         self.end.store(state, Ordering::Release);
         self.wake_readers();
-        // The writer is gone: a pending writable-callback can never be useful.
-        self.writable.disarm();
+        // The writer is gone: a pending writable subscription can never be useful.
+        self.writable.clear();
         true
     }
 
@@ -239,39 +237,58 @@ impl Shared {
         self.config.max_buffered.is_none_or(|m| self.buffered() < m)
     }
 
-    /// Installs a one-shot writable callback (writer side).
-    pub(crate) fn arm_writable(&self, hook: Box<dyn FnOnce(Writability) + Send>) {
-        self.writable.arm(hook, || self.writable_due(true));
+    /// Arms a writable subscription (writer side): due once unread bytes fall below half of the
+    /// high-water mark (at once outside ring mode), or the reader closes.
+    pub(crate) fn arm_writable(&self, wake: Wake<Writability>) -> Subscription {
+        let threshold = match self.config.max_buffered {
+            // Unread bytes `written - read_pos` below `ceil(m / 2)`: the read position to reach.
+            // Only the writer moves `write_pos`, and it is the one arming.
+            Some(m) => (self.write_pos.load(Ordering::Relaxed) + 1).saturating_sub(m.div_ceil(2)),
+            None => 0,
+        };
+        self.writable.arm(threshold, wake, || self.writable_due(threshold))
     }
 
-    /// Why a writable callback should fire now, if it should: the reader closed, or (when
-    /// `check_room`) unread bytes fell below half of the high-water mark.
-    fn writable_due(&self, check_room: bool) -> Option<Writability> {
+    /// Why a writable subscription with `threshold` should fire now, if it should.
+    fn writable_due(&self, threshold: u64) -> Option<Writability> {
         if self.reader_closed.load(Ordering::Acquire) {
             Some(Writability::ReaderClosed)
-        } else if check_room && self.config.max_buffered.is_none_or(|m| self.buffered() < m.div_ceil(2)) {
+        } else if self.config.max_buffered.is_none() || self.read_pos.load(Ordering::Acquire) >= threshold {
             Some(Writability::Writable)
         } else {
             None
         }
     }
 
-    /// Installs a one-shot readable callback (reader side): fires once `min` (at least 1) bytes
-    /// are unread, the stream has ended, or the reader is closed; at once if that is already so.
-    pub(crate) fn arm_readable(&self, min: u64, hook: Box<dyn FnOnce(()) + Send>) {
-        // ORDERING: Relaxed: the store comes before the SeqCst fence in `arm_with` and the
-        // writer's load (in `readable_due`) after the one in `after_write`, so the Dekker
-        // argument covers it as it covers `armed`. A writer racing a re-arm may pair one arm's
-        // threshold with the other's callback: a spurious early fire, or no fire for a callback
-        // that is being replaced and re-checks itself in `arm_with`.
-        self.readable.arm_with(hook, || self.readable_min.store(min.max(1), Ordering::Relaxed), || self.readable_due());
+    /// Removes a writable subscription unfired; false if it fired or was removed already.
+    pub(crate) fn cancel_writable(&self, sub: Subscription) -> bool {
+        self.writable.cancel(sub)
     }
 
-    fn readable_due(&self) -> Option<()> {
+    /// Arms a readable subscription (reader side): due once `min` (at least 1) bytes beyond the
+    /// read position are written, the stream has ended, or the reader is closed; at once if that
+    /// is already so.
+    pub(crate) fn arm_readable(&self, min: u64, wake: Wake<()>) -> Subscription {
+        // A write position, so that the writer compares it with its own position and loads
+        // nothing of the readers'. If other reader threads consume meanwhile, it fires early: a
+        // readiness callback is a hint, and its receiver re-checks.
+        let threshold = self.read_pos.load(Ordering::Acquire).saturating_add(min.max(1));
+        self.readable.arm(threshold, wake, || self.readable_due(threshold))
+    }
+
+    fn readable_due(&self, threshold: u64) -> Option<()> {
         let (end, written) = self.end_and_written();
-        let read = self.read_pos.load(Ordering::Acquire);
-        let min = self.readable_min.load(Ordering::Relaxed);
-        (written.saturating_sub(read) >= min || end != OPEN || self.reader_closed.load(Ordering::Acquire)).then_some(())
+        (written >= threshold || end != OPEN || self.reader_closed.load(Ordering::Acquire)).then_some(())
+    }
+
+    /// Removes a readable subscription unfired; false if it fired or was removed already.
+    pub(crate) fn cancel_readable(&self, sub: Subscription) -> bool {
+        self.readable.cancel(sub)
+    }
+
+    /// How many readable subscriptions are armed.
+    pub(crate) fn armed_readable(&self) -> usize {
+        self.readable.armed()
     }
 
     /// Writer side, after publishing a write up to `pos` (Release store of `write_pos` done): wake
@@ -280,9 +297,9 @@ impl Shared {
     #[inline]
     pub(crate) fn after_write(&self, pos: u64) {
         // `notify` begins with the SeqCst fence that also orders our publication before the load
-        // of the readable flag (the Dekker pair with `arm_readable`).
+        // of the readable list's threshold (the Dekker pair with `ReadyList::arm`).
         self.data.notify(pos);
-        self.readable.fire_if_armed(|| self.readable_due());
+        self.readable.fire(pos, ());
     }
 
     /// After the end of the stream, the reader closing or a backward seek (each published
@@ -290,7 +307,7 @@ impl Shared {
     pub(crate) fn wake_readers(&self) {
         // As in `after_write`: `notify_all` begins with the fence.
         self.data.notify_all();
-        self.readable.fire_if_armed(|| self.readable_due());
+        self.readable.fire_all(());
     }
 
     /// Reader side, after moving the cursor (Release store of `read_pos` done): wake a writer
@@ -303,9 +320,9 @@ impl Shared {
         // threshold that our store met.
         let read = self.read_pos.load(Ordering::Relaxed);
         // `notify` begins with the SeqCst fence that also orders our `read_pos` store before the
-        // load of the writable flag (the Dekker pair with `arm_writable`).
+        // load of the writable list's threshold (the Dekker pair with `ReadyList::arm`).
         self.space.notify(read);
-        self.writable.fire_if_armed(|| self.writable_due(true));
+        self.writable.fire(read, Writability::Writable);
     }
 
     /// The reader hung up: fail further writes, wake everyone, tell a waiting writer.
@@ -315,7 +332,7 @@ impl Shared {
         }
         self.wake_readers();
         self.space.notify_all();
-        self.writable.fire_if_armed(|| Some(Writability::ReaderClosed));
+        self.writable.fire_all(Writability::ReaderClosed);
     }
 
     pub(crate) fn stats(&self) -> Stats {

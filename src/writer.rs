@@ -2,6 +2,7 @@
 
 use crate::error::{CloseError, WaitWritableError, WriteError};
 use crate::primitive::{Arc, Ordering};
+use crate::ready::{Subscription, Wake};
 use crate::segment::Segment;
 use crate::shared::{Shared, Sizing, Stats, Writability};
 use crate::wait::Check;
@@ -414,7 +415,7 @@ impl Writer {
             } else {
                 // Room means `written - read_pos < max`: the read position the readers' wake-up
                 // must reach. Only this writer moves `write_pos`, so it is fixed while we wait.
-                Check::Until(self.pos.saturating_sub(max) + 1)
+                Check::Until((self.pos + 1).saturating_sub(max))
             }
         };
         let ok = shared.space.wait_until(check, deadline);
@@ -427,13 +428,14 @@ impl Writer {
         }
     }
 
-    /// Registers a one-shot callback for when writing makes sense again.
+    /// Arms a one-shot callback for when writing makes sense again.
     ///
     /// It fires at once, on this thread, if unread bytes are already below half of
     /// `max_buffered` (always, outside ring mode); otherwise later on the thread whose read frees
     /// the room, or that closes the reader ([`Writability::ReaderClosed`]). Keep it short and
-    /// non-blocking (send a message). A new callback replaces a pending one, which is dropped
-    /// unfired; closing or aborting the writer drops it too.
+    /// non-blocking (send a message). Several may be armed at once, each fires at most once;
+    /// [`cancel_writable`](Self::cancel_writable) removes one unfired, and closing or aborting
+    /// the writer drops every pending one.
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -448,8 +450,24 @@ impl Writer {
     /// assert_eq!(rx.try_recv(), Ok(Writability::Writable));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn on_writable(&self, hook: impl FnOnce(Writability) + Send + 'static) {
-        self.shared.arm_writable(Box::new(hook));
+    pub fn on_writable(&self, hook: impl FnOnce(Writability) + Send + 'static) -> Subscription {
+        self.shared.arm_writable(Wake::Callback(Box::new(hook)))
+    }
+
+    /// Cancels a callback armed by [`on_writable`](Self::on_writable): true if it was still armed
+    /// (it will never run, and is dropped here), false if it has fired or was cancelled.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::Builder::new().max_buffered(2).build()?;
+    /// w.write(b"ab")?;
+    /// let sub = w.on_writable(|_| unreachable!("cancelled first"));
+    /// assert!(w.cancel_writable(sub));
+    /// r.skip(2); // would have fired it
+    /// assert!(!w.cancel_writable(sub));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cancel_writable(&self, sub: Subscription) -> bool {
+        self.shared.cancel_writable(sub)
     }
 }
 

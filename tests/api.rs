@@ -2023,25 +2023,33 @@ impl Drop for DropFlag {
 }
 
 #[test]
-fn on_writable_replaced_and_dropped_unfired() {
+fn on_writable_several_cancelled_and_dropped_unfired() {
     let (mut w, r) = Builder::new().max_buffered(4).build().unwrap();
     w.write(b"abcd").unwrap();
     let dropped1 = Arc::new(AtomicBool::new(false));
     let fired1 = Arc::new(AtomicBool::new(false));
     let (d, f) = (DropFlag(dropped1.clone()), fired1.clone());
-    w.on_writable(move |_| {
+    let first = w.on_writable(move |_| {
         let _d = d;
         f.store(true, Ordering::SeqCst);
     });
-    assert!(!dropped1.load(Ordering::SeqCst));
     let (tx, rx) = hook_channel();
     w.on_writable(move |why| {
         let _ = tx.send((why, thread::current().id()));
     });
-    assert!(dropped1.load(Ordering::SeqCst), "the replaced callback is dropped");
+    assert!(!dropped1.load(Ordering::SeqCst), "a second callback does not replace the first");
+    let (tx3, rx3) = hook_channel();
+    w.on_writable(move |why| {
+        let _ = tx3.send((why, thread::current().id()));
+    });
+    assert!(w.cancel_writable(first));
+    assert!(dropped1.load(Ordering::SeqCst), "a cancelled callback is dropped");
     assert!(!fired1.load(Ordering::SeqCst), "unfired");
+    assert!(!w.cancel_writable(first), "cancelled once");
     r.skip(4);
     assert_eq!(rx.try_recv().unwrap().0, Writability::Writable);
+    assert_eq!(rx3.try_recv().unwrap().0, Writability::Writable, "every armed callback fires");
+    assert!(!fired1.load(Ordering::SeqCst));
 
     // Closing the writer drops a pending callback unfired.
     w.write(b"abcd").unwrap();
@@ -2158,7 +2166,7 @@ fn on_readable_fires_later_on_the_writer_thread() {
 }
 
 #[test]
-fn on_readable_reader_close_replace_and_seek_back() {
+fn on_readable_reader_close_several_cancel_and_seek_back() {
     // Fired by a close of the reader from another thread.
     let (_w, r) = bodypipe::pipe();
     let rx = readable_channel(&r);
@@ -2172,31 +2180,38 @@ fn on_readable_reader_close_replace_and_seek_back() {
     });
     assert_eq!(rx.try_recv(), Ok(closer));
 
-    // A new callback replaces a pending one, which is dropped unfired.
+    // A new callback is added beside a pending one (several event loops, several wrappers);
+    // a cancelled one is dropped unfired; each fires once.
     let (mut w, r) = bodypipe::pipe();
     let dropped = Arc::new(AtomicBool::new(false));
     let fired = Arc::new(AtomicBool::new(false));
     let (d, f) = (DropFlag(dropped.clone()), fired.clone());
-    r.on_readable(move || {
+    let sub = r.on_readable(move || {
         let _d = d;
         f.store(true, Ordering::SeqCst);
     });
     let rx = readable_channel(&r);
+    let rx2 = readable_channel(&r);
+    assert!(!dropped.load(Ordering::SeqCst));
+    assert_eq!(r.armed_readable(), 3);
+    assert!(r.cancel_readable(sub));
     assert!(dropped.load(Ordering::SeqCst));
-    assert!(!fired.load(Ordering::SeqCst));
     w.write(b"ab").unwrap();
-    assert!(rx.try_recv().is_ok());
+    assert!(rx.try_recv().is_ok() && rx2.try_recv().is_ok(), "both fire");
     assert!(!fired.load(Ordering::SeqCst));
+    assert_eq!(r.armed_readable(), 0);
+    w.write(b"c").unwrap();
+    assert!(rx.try_recv().is_err(), "once per arm");
 
     // Seeking back makes bytes unread again: an armed callback fires.
-    r.skip(2);
+    r.skip(usize::MAX);
     let rx = readable_channel(&r);
     assert!(rx.try_recv().is_err());
     r.seek(SeekFrom::Start(0)).unwrap();
     assert!(rx.try_recv().is_ok(), "seek back made data readable");
 
     // A callback may re-arm itself from inside (it runs outside any pipe lock).
-    r.skip(2);
+    r.skip(usize::MAX);
     let r = Arc::new(r);
     let count = Arc::new(AtomicUsize::new(0));
     fn arm(r: &Arc<Reader>, count: &Arc<AtomicUsize>) {

@@ -3,8 +3,10 @@
 Compiled into the extension (python/src/aio.rs) and run on first use. Each event loop gets one
 _LoopWaiters: one wake-up fd (a bodypipe._Notifier, watched with loop.add_reader) and the futures
 of that loop's parked reads. A read that cannot finish now parks: it registers a future under a
-fresh id and asks the buffer (_arm) to have the writer's thread put that id on the notifier's
-queue and signal the fd once `min` bytes are unread or the stream has ended. The loop's reader
+fresh id and asks the buffer (_arm) for a core readiness subscription of its own, which has the
+writer's thread put that id on the notifier's queue and signal the fd once `min` bytes are
+unread or the stream has ended (any number per reader: wrappers and loops never displace each
+other). The loop's reader
 callback drains the queue and resolves the futures; the woken read retries from the start (another
 reader may have taken the bytes; a wake-up is a hint, never a promise).
 
@@ -67,13 +69,17 @@ async def _wait(buf, min_bytes):
     fut = loop.create_future()
     reg.futures[wid] = fut
     try:
-        buf._arm(reg.notifier, wid, min_bytes)
+        armed = buf._arm(reg.notifier, wid, min_bytes)
+    except BaseException:
+        del reg.futures[wid]
+        raise
+    try:
         await fut
     finally:
-        # Still registered: not woken (cancelled, or _arm failed). Unpark; a callback that
-        # fires later finds nobody to wake, or wakes reads parked since, which re-check.
+        # Still registered: not woken (cancelled). Unpark: the core removes the subscription
+        # unfired, or it has just fired and its id finds no future in the drain.
         if reg.futures.pop(wid, None) is not None:
-            buf._disarm(reg.notifier, wid)
+            buf._disarm(armed)
 
 
 def _with_partial(exc, parts):

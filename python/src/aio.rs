@@ -7,10 +7,10 @@
 //!   pipe off Linux) the loop watches with `loop.add_reader`, and a queue of the ids of waits that
 //!   became ready. Signalled from any thread, no GIL: push the id, and write the fd only when the
 //!   queue was empty (a burst of wake-ups costs one syscall and one loop wake-up).
-//! - [`AsyncWaiters`], one per `PyBuffer`: the waits currently parked on that buffer (from any
-//!   number of loops). One core `Reader::on_readable_min` callback, armed with the smallest
-//!   threshold among them, wakes them all; a wait that finds its condition still unmet re-arms.
-//!   (The core keeps one readable callback per reader, so waits on one buffer must share it.)
+//! - Each parked wait is one core `Reader::on_readable_min` subscription with its own threshold
+//!   ([`arm`]); the core keeps any number of them per reader, so waits through several wrappers
+//!   of one reader (the NIF makes a wrapper per call) never replace each other. A wait that
+//!   finds its condition still unmet when woken arms again.
 //! - `aio.py` (compiled into this module, run on first use as `bodypipe._aio`): the coroutines
 //!   and the per-loop registry (a `WeakKeyDictionary` from loop to notifier and futures).
 //!
@@ -164,51 +164,26 @@ impl Notifier {
     }
 }
 
-/// One parked async wait on a buffer.
-struct Waiter {
-    notify: Arc<NotifyInner>,
-    id: u64,
-    min: usize,
+/// `bodypipe._Armed`: one armed core readiness subscription, as `PyBuffer._arm` returns it and
+/// `PyBuffer._disarm` takes it back.
+#[pyclass(name = "_Armed", module = "bodypipe", frozen)]
+pub(crate) struct Armed(::bodypipe::Subscription);
+
+/// Parks wait `id` of `notifier` on `reader` until `min` bytes beyond its read position are
+/// written or the stream ends: one core subscription of its own, so any number of waits, from
+/// any number of wrappers of one reader and any number of loops, each get their wake-up. Fires at
+/// once (through the fd) if that already holds.
+pub(crate) fn arm(reader: &::bodypipe::Reader, notifier: &Notifier, id: u64, min: usize) -> Armed {
+    let notify = Arc::clone(&notifier.inner);
+    // Runs on the writer's thread (or here, at once): no GIL, one short mutex and a
+    // non-blocking write.
+    Armed(reader.on_readable_min(min, move || notify.notify(id)))
 }
 
-/// The async waits parked on one `PyBuffer`, woken together by one core callback.
-#[derive(Default)]
-pub(crate) struct AsyncWaiters {
-    list: Arc<Mutex<Vec<Waiter>>>,
-}
-
-impl AsyncWaiters {
-    /// Parks wait `id` of `notifier` until `min` bytes are unread or the stream ends, and (re)arms
-    /// the reader's callback for the smallest threshold parked. Fires at once (through the fd) if
-    /// that already holds.
-    pub(crate) fn arm(&self, reader: &::bodypipe::Reader, notifier: &Notifier, id: u64, min: usize) {
-        let smallest = {
-            let mut list = relock(&self.list);
-            list.push(Waiter { notify: Arc::clone(&notifier.inner), id, min: min.max(1) });
-            list.iter().map(|w| w.min).min().unwrap_or(1)
-        };
-        let list = Arc::clone(&self.list);
-        // Runs on the writer's thread (or here, at once): no GIL, only two short mutexes and a
-        // non-blocking write. A callback replaced by a later `arm` is dropped unfired; the list it
-        // would have drained is the same, so the replacement wakes its waits.
-        reader.on_readable_min(smallest, move || {
-            let woken = std::mem::take(&mut *relock(&list));
-            for w in woken {
-                w.notify.notify(w.id);
-            }
-        });
-    }
-
-    /// Forgets wait `id` of `notifier` (cancelled, timed out). The armed callback stays: if it
-    /// fires it wakes whoever is still parked, or nobody.
-    pub(crate) fn disarm(&self, notifier: &Notifier, id: u64) {
-        relock(&self.list).retain(|w| !(w.id == id && Arc::ptr_eq(&w.notify, &notifier.inner)));
-    }
-
-    /// How many waits are parked (tests).
-    pub(crate) fn parked(&self) -> usize {
-        relock(&self.list).len()
-    }
+/// Forgets a wait (cancelled, timed out): its subscription is removed unfired, if it has not
+/// fired already.
+pub(crate) fn disarm(reader: &::bodypipe::Reader, armed: &Armed) {
+    reader.cancel_readable(armed.0);
 }
 
 /// The coroutines, compiled on first use.

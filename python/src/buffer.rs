@@ -1,6 +1,6 @@
 //! `bodypipe.PyBuffer`: the file-like reader side of a body.
 
-use crate::aio::{aio, AsyncWaiters, Notifier};
+use crate::aio::{self, aio, Armed, Notifier};
 use crate::bytes::{bytes_from_views, bytes_of, copy_views, join_bytes, new_bytes, uninit_bytes, DETACH_COPY};
 use crate::errors::{
     self, body_aborted, bytes_like, read_error, seek_error, size_arg, timeout, unsupported, BodyAborted,
@@ -32,14 +32,12 @@ pub struct PyBuffer {
     /// `_test_create` keeps the writer here, so the body neither grows nor aborts while the
     /// object lives (dropping a core `Writer` would abort the body).
     _keep_writer: Mutex<Option<::bodypipe::Writer>>,
-    /// Async reads parked on this buffer (see `aio.rs`).
-    waiters: AsyncWaiters,
 }
 
 impl PyBuffer {
     /// Wraps a shared core reader (see [`crate::wrap_reader`]).
     pub fn from_reader(reader: Arc<Reader>) -> Self {
-        Self { reader, _keep_writer: Mutex::new(None), waiters: AsyncWaiters::default() }
+        Self { reader, _keep_writer: Mutex::new(None) }
     }
 
     /// The shared core reader behind this object.
@@ -813,19 +811,20 @@ impl PyBuffer {
     }
 
     /// Async support: wake wait `wid` of `notifier` once `min` bytes are unread or the stream
-    /// has ended (at once if so already).
-    fn _arm(&self, notifier: &Bound<'_, Notifier>, wid: u64, min: usize) {
-        self.waiters.arm(&self.reader, notifier.get(), wid, min);
+    /// has ended (at once if so already); returns the handle `_disarm` takes.
+    fn _arm(&self, notifier: &Bound<'_, Notifier>, wid: u64, min: usize) -> Armed {
+        aio::arm(&self.reader, notifier.get(), wid, min)
     }
 
-    /// Async support: forget wait `wid` of `notifier`.
-    fn _disarm(&self, notifier: &Bound<'_, Notifier>, wid: u64) {
-        self.waiters.disarm(notifier.get(), wid);
+    /// Async support: forget a wait armed by `_arm` (a no-op once it has fired).
+    fn _disarm(&self, armed: &Bound<'_, Armed>) {
+        aio::disarm(&self.reader, armed.get());
     }
 
-    /// Async support (tests): how many async reads are parked on this buffer.
+    /// Async support (tests): how many async reads are parked on this body's reader, through
+    /// any wrapper of it.
     fn _parked(&self) -> usize {
-        self.waiters.parked()
+        self.reader.armed_readable()
     }
 
     /// Async support: the writer ended the stream, or the reader was closed.

@@ -119,6 +119,7 @@ pub fn bodypipe_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBuffer>()?;
     m.add_class::<Writer>()?;
     m.add_class::<aio::Notifier>()?;
+    m.add_class::<aio::Armed>()?;
     errors::register(py, m)?;
     // Code that checks `isinstance(f, io.RawIOBase)` (or `io.IOBase`) accepts a PyBuffer; it is a
     // virtual subclass so none of RawIOBase's Python-level methods shadow ours.

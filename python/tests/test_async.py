@@ -534,7 +534,7 @@ def test_two_waiters_with_different_thresholds(run):
         w, b = bodypipe.pipe()
         first = asyncio.create_task(b.areadexactly(4))
         await asyncio.sleep(0.01)
-        second = asyncio.create_task(b.aread(100))  # re-arms the buffer's one callback lower
+        second = asyncio.create_task(b.aread(100))  # a second subscription, lower threshold
         await asyncio.sleep(0.01)
         assert b._parked() == 2
         later(0.0, w.write, b"1")

@@ -41,6 +41,9 @@ pub struct Shared {
     /// Bumped each time a writable hook is installed, so that a replaced hook, dropped unfired,
     /// can tell it was replaced (and stay silent) from the writer ending (and say `closed`).
     hook_gen: AtomicU64,
+    /// The pending writable hook's core subscription: a new `notify_writable` cancels it (the
+    /// core keeps any number of subscriptions; this buffer wants one, the latest).
+    hook_sub: Mutex<Option<bodypipe::Subscription>>,
 }
 
 /// The resource behind a `py_buffer:buffer()`.
@@ -204,6 +207,7 @@ fn buffer_new<'a>(
         writer_closed: AtomicBool::new(false),
         waiters: Mutex::new(Vec::new()),
         hook_gen: AtomicU64::new(0),
+        hook_sub: Mutex::new(None),
     });
     let owner = env.pid();
     let first = owners::register(owner, &shared);
@@ -413,8 +417,13 @@ fn notify_impl(env: Env, buf: ResourceArc<BufferRes>, wait: Wait) -> NifResult<A
         Some(w) => {
             let gen = buf.shared.hook_gen.fetch_add(1, Ordering::AcqRel) + 1;
             let hook = Hook { buf: Some(buf.clone()), gen };
+            // Replaced: the old hook is dropped unfired, silently (its generation is stale).
+            if let Some(old) = lock(&buf.shared.hook_sub).take() {
+                w.cancel_writable(old);
+            }
             // May fire at once, on this thread: the hook only queues a notice.
-            w.on_writable(move |why| hook.fire(why));
+            let sub = w.on_writable(move |why| hook.fire(why));
+            *lock(&buf.shared.hook_sub) = Some(sub);
             drop(guard);
         }
         None => {
