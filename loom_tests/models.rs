@@ -471,6 +471,42 @@ fn read_line_sees_late_newline() {
     });
 }
 
+/// Counts wake-ups of an async task.
+struct WakeCount(AtomicUsize);
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An async producer (`Writer::poll_writable`) that gets `Pending` while the reader frees the
+/// ring is woken, exactly once, and then finds room. Guards: the writable list's Dekker pair
+/// (the fence in `ReadyList::arm` and the reader's in `Signal::notify`).
+#[test]
+fn poll_writable_woken() {
+    model(|| {
+        let (mut w, r) = Builder::new().max_buffered(2).build().unwrap();
+        w.write(&[1, 2]).unwrap();
+        let reader = thread::spawn(move || {
+            let mut buf = [0u8; 2];
+            assert_eq!(r.try_read(&mut buf), Ok(2));
+            r
+        });
+        let woken = std::sync::Arc::new(WakeCount(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(woken.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let first = w.poll_writable(&mut cx);
+        let r = reader.join().unwrap();
+        if first.is_pending() {
+            assert_eq!(woken.0.load(Ordering::Relaxed), 1, "pending and never woken (or woken twice)");
+        }
+        assert_eq!(w.poll_writable(&mut cx), std::task::Poll::Ready(Ok(())));
+        drop(r);
+        drop(w);
+    });
+}
+
 /// Closing the reader wakes a writer waiting for room, which then gets `ReaderClosed`.
 #[test]
 fn reader_close_wakes_writer() {

@@ -85,6 +85,21 @@ class Writer:
         """
     def try_write(self, data: Buffer) -> bool:
         """Like :meth:`write` but returns False (storing nothing) instead of waiting when full."""
+    async def awrite(self, data: Buffer) -> int:
+        """Like :meth:`write`, for asyncio: append ``data`` whole and return its length, waiting
+        without blocking the event loop while the buffer is at its high-water mark (ring mode).
+
+        :raises BrokenPipeError: the reader side has closed (also while waiting).
+        :raises ValueError: past ``content_length``/``max_size``, or after ``close()``/``abort()``.
+        """
+    async def wait_writable(self) -> None:
+        """Return once a write would be admitted: at once outside ring mode or below the
+        high-water mark, else when the reader has brought unread bytes below half of
+        ``max_buffered``. Never blocks the event loop; cancel it like any awaitable.
+
+        :raises BrokenPipeError: the reader side has closed.
+        :raises ValueError: after ``close()``/``abort()``.
+        """
     def close(self) -> None:
         """End the body normally: readers get all data, then EOF. Idempotent.
 

@@ -17,6 +17,7 @@
 //! thresholds: nothing replaces anything.
 
 use crate::primitive::{fence, lock, AtomicU64, Mutex, Ordering};
+use std::task::Waker;
 
 /// `min` when nothing is armed.
 const NONE: u64 = u64::MAX;
@@ -41,12 +42,16 @@ pub struct Subscription(u64);
 pub(crate) enum Wake<T> {
     /// A user callback, given why it fired.
     Callback(Box<dyn FnOnce(T) + Send + 'static>),
+    /// An async task ([`Writer::poll_writable`](crate::Writer::poll_writable)), told only that
+    /// it should poll again.
+    Waker(Waker),
 }
 
 impl<T> Wake<T> {
     fn run(self, why: T) {
         match self {
             Self::Callback(cb) => cb(why),
+            Self::Waker(w) => w.wake(),
         }
     }
 }

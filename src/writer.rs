@@ -7,8 +7,10 @@ use crate::segment::Segment;
 use crate::shared::{Shared, Sizing, Stats, Writability};
 use crate::wait::Check;
 use crate::INCOMPLETE_BODY;
+use std::future::Future;
 use std::io;
 use std::ops::Deref;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Ring mode: at most this many retired segments still pinned by views are kept for reuse.
@@ -54,6 +56,8 @@ pub struct Writer {
     /// (`Segment::prefault`). `usize::MAX` when `config.prefault` is off (ring mode, or
     /// `Builder::prefault(false)`), so the per-write check is one comparison that never fires.
     prefaulted: usize,
+    /// The waker `poll_writable` registered, if it returned `Pending` since.
+    waker: Option<Subscription>,
     finished: bool,
 }
 
@@ -76,6 +80,7 @@ impl Writer {
             read_cache: 0,
             rewinds_seen: 0,
             prefaulted,
+            waker: None,
             finished: false,
         }
     }
@@ -426,6 +431,118 @@ impl Writer {
         } else {
             Err(WaitWritableError::TimedOut)
         }
+    }
+
+    /// Whether a write would be admitted now: unread bytes are below the high-water mark (always
+    /// true outside ring mode) and the reader has not closed.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::Builder::new().max_buffered(4).build()?;
+    /// assert!(w.has_room());
+    /// w.write(b"abcd")?;
+    /// assert!(!w.has_room());
+    /// r.skip(1);
+    /// assert!(w.has_room());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn has_room(&self) -> bool {
+        !self.is_reader_closed() && self.shared.has_room()
+    }
+
+    /// Polls for room, for any async runtime (the core depends on none): `Ready(Ok(()))` once a
+    /// write would be admitted (at once outside ring mode), `Ready(Err(ReaderClosed))` once the
+    /// reader has closed; otherwise `Pending`, with `cx`'s waker armed on the same readiness list
+    /// as [`on_writable`](Self::on_writable): the reader's thread wakes it when unread bytes fall
+    /// below half of `max_buffered` (so a producer that fills the ring is woken once per half
+    /// ring, not once per read), or when the reader closes. Each `Pending` replaces the waker of
+    /// the previous one.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use std::task::{Context, Poll, Wake, Waker};
+    ///
+    /// struct Count(AtomicUsize);
+    /// impl Wake for Count {
+    ///     fn wake(self: Arc<Self>) {
+    ///         self.0.fetch_add(1, Ordering::SeqCst);
+    ///     }
+    /// }
+    ///
+    /// let (mut w, r) = bodypipe::Builder::new().max_buffered(4).build()?;
+    /// let count = Arc::new(Count(AtomicUsize::new(0)));
+    /// let waker = Waker::from(count.clone());
+    /// let mut cx = Context::from_waker(&waker);
+    /// assert_eq!(w.poll_writable(&mut cx), Poll::Ready(Ok(())));
+    /// w.write(b"abcd")?;
+    /// assert_eq!(w.poll_writable(&mut cx), Poll::Pending);
+    /// r.skip(3); // below half the mark: the reader's thread wakes the task
+    /// assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    /// assert_eq!(w.poll_writable(&mut cx), Poll::Ready(Ok(())));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WaitWritableError>> {
+        if let Some(sub) = self.waker.take() {
+            // Fired already (and so removed), or about to be replaced by this poll's waker.
+            self.shared.cancel_writable(sub);
+        }
+        if self.is_reader_closed() {
+            return Poll::Ready(Err(WaitWritableError::ReaderClosed));
+        }
+        if self.shared.has_room() {
+            return Poll::Ready(Ok(()));
+        }
+        // If room came since the check above, this fires at once (waking the task) and the next
+        // poll sees it; the list's Dekker pair with the readers' `after_read` means the wake-up is
+        // never lost (loom: `poll_writable_woken`).
+        self.waker = Some(self.shared.arm_writable(Wake::Waker(cx.waker().clone())));
+        Poll::Pending
+    }
+
+    /// [`poll_writable`](Self::poll_writable) as a future: waits, without blocking a thread,
+    /// until a write would be admitted (`Ok`) or the reader closes (`Err(ReaderClosed)`). Works
+    /// on any executor; `examples/tokio_ring.rs` feeds a ring-mode pipe from a tokio task with it.
+    ///
+    /// ```
+    /// use bodypipe::{Builder, WriteError};
+    ///
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     // A minimal executor for the example: poll, park until woken.
+    /// #     struct Unpark(std::thread::Thread);
+    /// #     impl std::task::Wake for Unpark {
+    /// #         fn wake(self: std::sync::Arc<Self>) {
+    /// #             self.0.unpark()
+    /// #         }
+    /// #     }
+    /// #     let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+    /// #             return v;
+    /// #         }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    /// let (mut w, r) = Builder::new().max_buffered(4).build()?;
+    /// let reader = std::thread::spawn(move || std::io::read_to_string(&r));
+    /// block_on(async {
+    ///     for chunk in [&b"hello "[..], b"async ", b"world"] {
+    ///         loop {
+    ///             match w.write(chunk) {
+    ///                 Err(WriteError::Full) => w.writable().await?,
+    ///                 other => break other?,
+    ///             }
+    ///         }
+    ///     }
+    ///     w.close();
+    ///     Ok::<(), Box<dyn std::error::Error>>(())
+    /// })?;
+    /// assert_eq!(reader.join().unwrap()?, "hello async world");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn writable(&mut self) -> impl Future<Output = Result<(), WaitWritableError>> + '_ {
+        std::future::poll_fn(move |cx| self.poll_writable(cx))
     }
 
     /// Arms a one-shot callback for when writing makes sense again.

@@ -2556,3 +2556,46 @@ fn stats_and_accessors() {
     w.write(b"ghij").unwrap();
     assert!(r.stats().eof);
 }
+
+/// Counts wake-ups of a task.
+struct Wakes(AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn poll_writable_pending_woken_by_reads_and_by_reader_close() {
+    use std::task::{Context, Poll, Waker};
+    let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+    let waker = Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    // Outside ring mode: always ready.
+    let (mut w, _r) = bodypipe::pipe();
+    assert_eq!(w.poll_writable(&mut cx), Poll::Ready(Ok(())));
+    // Ring mode: pending while full, woken once unread bytes fall below half the mark (not by a
+    // read that leaves them at or above it), on the reader's thread.
+    let (mut w, r) = Builder::new().max_buffered(8).build().unwrap();
+    w.write(&[0; 8]).unwrap();
+    assert!(!w.has_room());
+    assert_eq!(w.poll_writable(&mut cx), Poll::Pending);
+    assert_eq!(w.poll_writable(&mut cx), Poll::Pending, "a second poll replaces the waker");
+    r.skip(1);
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "7 unread: not below half of 8");
+    thread::scope(|s| {
+        s.spawn(|| r.skip(4));
+    });
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "woken once, the replaced waker not at all");
+    assert_eq!(w.poll_writable(&mut cx), Poll::Ready(Ok(())));
+    r.skip(3);
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "nothing armed: nothing woken");
+    // The reader closing wakes a pending task, which then gets ReaderClosed.
+    w.write(&[0; 8]).unwrap();
+    assert_eq!(w.poll_writable(&mut cx), Poll::Pending);
+    r.close();
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+    assert_eq!(w.poll_writable(&mut cx), Poll::Ready(Err(WaitWritableError::ReaderClosed)));
+    assert!(!w.has_room());
+}

@@ -1,10 +1,15 @@
 """An ASGI-style asyncio server that streams request bodies through bodypipe.
 
 A plain ``asyncio.start_server`` server: for each request it parses the head, creates a
-``bodypipe.pipe(content_length=...)``, and runs two things at once on the event loop:
+ring-mode ``bodypipe.pipe(content_length=..., max_buffered=MAX_BUFFERED)``, and runs two things at
+once on the event loop:
 
 * a *pump* that reads the body from the socket as it arrives and feeds it to the pipe's
-  ``Writer`` (an unbounded pipe never makes ``write`` wait, so this never blocks the loop);
+  ``Writer`` with ``await writer.awrite(chunk)``: when the application falls behind and the ring
+  holds ``MAX_BUFFERED`` unread bytes, ``awrite`` parks the pump (never the loop) until the
+  application has read half of them, and the pump stops reading the socket meanwhile, so TCP
+  backpressure reaches the client and a slow application never makes the server hold more than
+  about ``MAX_BUFFERED`` (plus one chunk) of a body, whatever its size;
 * the *application*, an async handler that consumes the body with the async API
   (``await body.aread(n)``, ``async for line in body``, ...) while it is still arriving.
 
@@ -29,6 +34,8 @@ import bodypipe
 MAX_HEAD = 64 * 1024
 # The largest body accepted; a larger Content-Length is answered 413 before any of it is read.
 MAX_BODY = 64 * 1024 * 1024
+# The ring's high-water mark: what one request may hold in memory while its application lags.
+MAX_BUFFERED = 1024 * 1024
 
 
 async def app(scope: dict, body: bodypipe.PyBuffer) -> tuple[int, dict]:
@@ -55,7 +62,9 @@ async def pump(reader: asyncio.StreamReader, writer: bodypipe.Writer, length: in
             if not chunk:
                 writer.abort("client disconnected")
                 return
-            writer.write(chunk)  # reaching the content length ends the body (EOF)
+            # Waits (without blocking the loop) while the ring is full; reaching the content
+            # length ends the body (EOF).
+            await writer.awrite(chunk)
             remaining -= len(chunk)
     except BrokenPipeError:
         pass  # the application closed the body early: drop the rest
@@ -112,7 +121,7 @@ async def handle(reader: asyncio.StreamReader, stream: asyncio.StreamWriter, max
             return
         if headers.get("expect", "").lower() == "100-continue":
             stream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        w, body = bodypipe.pipe(content_length=length, max_size=max_body)
+        w, body = bodypipe.pipe(content_length=length, max_size=max_body, max_buffered=MAX_BUFFERED)
         feeding = asyncio.create_task(pump(reader, w, length))
         scope = {"type": "http", "method": method, "path": path, "headers": headers}
         try:

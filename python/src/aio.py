@@ -1,4 +1,5 @@
-"""bodypipe._aio: the coroutines behind PyBuffer.aread/areadline/areadexactly/__anext__.
+"""bodypipe._aio: the coroutines behind PyBuffer.aread/areadline/areadexactly/__anext__ and
+Writer.awrite/wait_writable.
 
 Compiled into the extension (python/src/aio.rs) and run on first use. Each event loop gets one
 _LoopWaiters: one wake-up fd (a bodypipe._Notifier, watched with loop.add_reader) and the futures
@@ -63,13 +64,18 @@ def _registry(loop):
 
 async def _wait(buf, min_bytes):
     """Park until `min_bytes` are unread in `buf`, its stream has ended, or it was closed."""
+    await _park(buf._arm, buf._disarm, min_bytes)
+
+
+async def _park(arm, disarm, *args):
+    """Park until the core subscription that `arm(notifier, wid, *args)` makes fires."""
     loop = _get_running_loop()
     reg = _registries.get(loop) or _registry(loop)
     reg.next_id = wid = reg.next_id + 1
     fut = loop.create_future()
     reg.futures[wid] = fut
     try:
-        armed = buf._arm(reg.notifier, wid, min_bytes)
+        armed = arm(reg.notifier, wid, *args)
     except BaseException:
         del reg.futures[wid]
         raise
@@ -79,7 +85,7 @@ async def _wait(buf, min_bytes):
         # Still registered: not woken (cancelled). Unpark: the core removes the subscription
         # unfired, or it has just fired and its id finds no future in the drain.
         if reg.futures.pop(wid, None) is not None:
-            buf._disarm(armed)
+            disarm(armed)
 
 
 def _with_partial(exc, parts):
@@ -181,3 +187,18 @@ async def anext(buf):
     if not line:
         raise StopAsyncIteration
     return line
+
+
+async def wait_writable(writer):
+    """Until a write would be admitted; BrokenPipeError once the reader closed (from _has_room)."""
+    while not writer._has_room():
+        await _park(writer._arm_writable, writer._disarm_writable)
+
+
+async def awrite(writer, data):
+    """Writes `data` whole, parking while the ring is full; returns its length in bytes."""
+    while True:
+        n = writer._try_write(data)
+        if n is not None:
+            return n
+        await wait_writable(writer)

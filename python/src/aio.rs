@@ -167,7 +167,7 @@ impl Notifier {
 /// `bodypipe._Armed`: one armed core readiness subscription, as `PyBuffer._arm` returns it and
 /// `PyBuffer._disarm` takes it back.
 #[pyclass(name = "_Armed", module = "bodypipe", frozen)]
-pub(crate) struct Armed(::bodypipe::Subscription);
+pub(crate) struct Armed(pub(crate) ::bodypipe::Subscription);
 
 /// Parks wait `id` of `notifier` on `reader` until `min` bytes beyond its read position are
 /// written or the stream ends: one core subscription of its own, so any number of waits, from
@@ -178,6 +178,14 @@ pub(crate) fn arm(reader: &::bodypipe::Reader, notifier: &Notifier, id: u64, min
     // Runs on the writer's thread (or here, at once): no GIL, one short mutex and a
     // non-blocking write.
     Armed(reader.on_readable_min(min, move || notify.notify(id)))
+}
+
+/// Parks wait `id` of `notifier` on `writer` until writing makes sense again (unread bytes below
+/// half of `max_buffered`, or the reader closed): a core `Writer::on_writable` subscription.
+pub(crate) fn arm_writable(writer: &::bodypipe::Writer, notifier: &Notifier, id: u64) -> Armed {
+    let notify = Arc::clone(&notifier.inner);
+    // Runs on the reader's thread (or here, at once): no GIL.
+    Armed(writer.on_writable(move |_| notify.notify(id)))
 }
 
 /// Forgets a wait (cancelled, timed out): its subscription is removed unfired, if it has not
@@ -192,6 +200,8 @@ pub(crate) struct Aio {
     pub(crate) areadline: Py<PyAny>,
     pub(crate) areadexactly: Py<PyAny>,
     pub(crate) anext: Py<PyAny>,
+    pub(crate) awrite: Py<PyAny>,
+    pub(crate) wait_writable: Py<PyAny>,
 }
 
 static AIO: PyOnceLock<Aio> = PyOnceLock::new();
@@ -210,6 +220,8 @@ pub(crate) fn aio(py: Python<'_>) -> PyResult<&'static Aio> {
             areadline: get("areadline")?,
             areadexactly: get("areadexactly")?,
             anext: get("anext")?,
+            awrite: get("awrite")?,
+            wait_writable: get("wait_writable")?,
         })
     })
 }

@@ -1,5 +1,6 @@
 //! `bodypipe.Writer`: the producer side, for a Python server feeding a reader thread.
 
+use crate::aio::{self, aio, Armed, Notifier};
 use crate::errors::{incomplete_body, write_error};
 use crate::wait::in_slices;
 use ::bodypipe::{WaitWritableError, WriteError};
@@ -130,6 +131,53 @@ impl Writer {
 
 #[pymethods]
 impl Writer {
+    /// `await writer.awrite(data)`: appends `data` whole, waiting without blocking the event loop
+    /// while the buffer is at its high-water mark; returns its length. Raises as `write` does.
+    fn awrite<'py>(slf: &Bound<'py, Self>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        aio(slf.py())?.awrite.bind(slf.py()).call1((slf, data))
+    }
+
+    /// `await writer.wait_writable()`: returns once a write would be admitted (at once outside
+    /// ring mode; in ring mode, woken when unread bytes fall below half of `max_buffered`).
+    /// Raises `BrokenPipeError` once the reader side has closed, `ValueError` once this writer is.
+    fn wait_writable<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        aio(slf.py())?.wait_writable.bind(slf.py()).call1((slf,))
+    }
+
+    /// Async support: `try_write` returning the length written, or None when full.
+    fn _try_write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+        self.write_impl(py, data, false)
+    }
+
+    /// Async support: whether a write would be admitted now.
+    fn _has_room(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, false, |slot| match slot.as_ref() {
+            None => Err(PyValueError::new_err("write to a closed Writer")),
+            Some(w) if w.is_reader_closed() => Err(PyBrokenPipeError::new_err("the reader side of the body is closed")),
+            Some(w) => Ok(w.has_room()),
+        })
+    }
+
+    /// Async support: wake wait `wid` of `notifier` when writing makes sense again.
+    fn _arm_writable(&self, py: Python<'_>, notifier: &Bound<'_, Notifier>, wid: u64) -> PyResult<Armed> {
+        let notifier = notifier.get();
+        self.with(py, false, |slot| match slot.as_ref() {
+            None => Err(PyValueError::new_err("write to a closed Writer")),
+            Some(w) => Ok(aio::arm_writable(w, notifier, wid)),
+        })
+    }
+
+    /// Async support: forget a wait armed by `_arm_writable` (a no-op once it fired, or once
+    /// the writer is closed, which drops every pending one).
+    fn _disarm_writable(&self, py: Python<'_>, armed: &Bound<'_, Armed>) {
+        let sub = armed.get().0;
+        self.with(py, false, |slot| {
+            if let Some(w) = slot.as_ref() {
+                w.cancel_writable(sub);
+            }
+        });
+    }
+
     /// Appends `data` (any bytes-like object) whole; returns its length. In ring mode waits, GIL
     /// released, while the buffer is at its high-water mark.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {

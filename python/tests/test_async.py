@@ -753,3 +753,118 @@ def test_example_async_server(run):
         await small.wait_closed()
 
     run(main)
+
+
+# --- the async producer: Writer.awrite / Writer.wait_writable (issue 12) ------------------------
+
+
+def test_awrite_feeds_ring_mode_with_backpressure_from_the_same_loop(run):
+    # Producer and consumer are tasks of one loop: awrite must park the producer task (not the
+    # loop), or the consumer could never run and make room.
+    async def main():
+        data = random.Random(12).randbytes(4 * 1024 * 1024 + 5)
+        w, b = bodypipe.pipe(content_length=len(data), max_buffered=64 * 1024)
+        full = 0
+
+        async def produce():
+            nonlocal full
+            for i in range(0, len(data), 10_000):
+                chunk = data[i : i + 10_000]
+                if not w._has_room():
+                    full += 1
+                assert await w.awrite(chunk) == len(chunk)
+
+        async def consume():
+            parts = []
+            while part := await b.aread(32 * 1024):
+                parts.append(part)
+            return b"".join(parts)
+
+        got, _ = await asyncio.gather(consume(), produce())
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+        assert full > 0, "the ring never filled: backpressure untested"
+        assert b.at_eof()
+
+    run(main)
+
+
+def test_awrite_parks_until_a_reader_thread_makes_room(run):
+    async def main():
+        w, b = bodypipe.pipe(max_buffered=8)
+        assert await w.awrite(b"12345678") == 8
+        assert not w._has_room()
+        pending = asyncio.create_task(w.awrite(bytearray(b"9abc")))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not pending.done()
+        assert w.buffered == 8, "a parked awrite stores nothing"
+        later(0.0, b.read, 5)  # below half of 8 unread: the reader's thread wakes the task
+        assert await pending == 4
+        assert b.read(7) == b"6789abc"
+        await w.wait_writable()  # room: at once
+        w.close()
+
+    run(main)
+
+
+def test_wait_writable_reader_close_closed_writer_and_cancel(run):
+    async def main():
+        # Outside ring mode: always writable.
+        w, b = bodypipe.pipe()
+        await w.wait_writable()
+        # The reader hanging up while the producer waits is a BrokenPipeError, as for write().
+        w, b = bodypipe.pipe(max_buffered=4)
+        await w.awrite(b"full")
+        waiting = asyncio.create_task(w.wait_writable())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        later(0.0, b.close)
+        with pytest.raises(BrokenPipeError):
+            await waiting
+        with pytest.raises(BrokenPipeError):
+            await w.awrite(b"x")
+        # A closed Writer: ValueError, as for write().
+        w, b = bodypipe.pipe(max_buffered=4)
+        w.close()
+        with pytest.raises(ValueError):
+            await w.wait_writable()
+        with pytest.raises(ValueError):
+            await w.awrite(b"x")
+        # A cancelled awrite stores nothing; the next one goes through once there is room.
+        w, b = bodypipe.pipe(max_buffered=4)
+        await w.awrite(b"abcd")
+        for _ in range(50):
+            try:
+                async with asyncio.timeout(0):
+                    await w.awrite(b"never")
+            except TimeoutError:
+                pass
+        assert w.written == 4
+        later(0.0, b.read, 4)
+        assert await w.awrite(b"efgh") == 4
+        assert b.read(4) == b"efgh"
+
+    run(main)
+
+
+def test_awrite_with_many_writers_on_one_loop(run):
+    # Sixteen bodies fed by sixteen producer tasks and drained by sixteen consumer tasks, all on
+    # one loop, each ring far smaller than its body: every task parks many times, none is lost.
+    async def main():
+        async def one(i):
+            data = bytes([i]) * (256 * 1024 + i)
+            w, b = bodypipe.pipe(content_length=len(data), max_buffered=4096)
+
+            async def produce():
+                for j in range(0, len(data), 1000):
+                    await w.awrite(data[j : j + 1000])
+
+            async def consume():
+                return await b.aread()
+
+            got, _ = await asyncio.gather(consume(), produce())
+            assert got == data
+
+        await asyncio.gather(*(one(i) for i in range(16)))
+
+    run(main)
