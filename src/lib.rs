@@ -52,6 +52,12 @@ pub use shared::{Stats, Writability};
 pub use view::View;
 pub use writer::Writer;
 
+/// The README's Rust example, compiled and run by `cargo test --doc`, so the product page never
+/// shows code that does not build.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 use primitive::Arc;
 use shared::{Config, Shared, Sizing};
 
@@ -121,6 +127,13 @@ pub struct Builder {
 
 impl Builder {
     /// An unbounded pipe of unknown length with a 1 GiB limit.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::Builder::new().build()?; // same as bodypipe::pipe()
+    /// w.write(b"x")?;
+    /// assert_eq!((r.content_length(), r.max_buffered(), r.max_size()), (None, None, bodypipe::DEFAULT_MAX_SIZE));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -133,6 +146,18 @@ impl Builder {
     /// The length is a promise, not an allocation: storage grows with the bytes written (4 KiB
     /// doubling to 8 MiB per segment, never past the declared length), so a client that declares
     /// 1 GiB and sends nothing costs nothing.
+    ///
+    /// ```
+    /// use bodypipe::{Builder, WriteError};
+    ///
+    /// let (mut w, r) = Builder::new().content_length(5).build()?;
+    /// w.write(b"hel")?;
+    /// assert!(!r.is_ended());
+    /// assert_eq!(w.write(b"lo!"), Err(WriteError::ExceedsContentLength)); // nothing stored
+    /// w.write(b"lo")?; // the declared length: EOF
+    /// assert!(r.is_ended());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn content_length(mut self, n: u64) -> Self {
         self.content_length = Some(n);
         self
@@ -140,6 +165,17 @@ impl Builder {
 
     /// Ring mode: a high-water mark on unread bytes. Writes are accepted whole while unread bytes
     /// are below it and fail with [`WriteError::Full`] once they are at or above it.
+    ///
+    /// ```
+    /// use bodypipe::{Builder, WriteError};
+    ///
+    /// let (mut w, r) = Builder::new().max_buffered(4).build()?;
+    /// w.write(b"abcdef")?; // accepted whole: unread bytes were below the mark
+    /// assert_eq!(w.write(b"g"), Err(WriteError::Full));
+    /// r.skip(3); // 3 unread: below the mark again
+    /// w.write(b"g")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_buffered(mut self, bytes: usize) -> Self {
         self.max_buffered = Some(bytes);
         self
@@ -147,6 +183,16 @@ impl Builder {
 
     /// The largest body accepted (default 1 GiB); writes past it fail with
     /// [`WriteError::TooLarge`].
+    ///
+    /// ```
+    /// use bodypipe::{Builder, WriteError};
+    ///
+    /// let (mut w, _r) = Builder::new().max_size(4).build()?;
+    /// w.write(b"abc")?;
+    /// assert_eq!(w.write(b"de"), Err(WriteError::TooLarge));
+    /// w.write(b"d")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = Some(bytes);
         self
@@ -154,6 +200,14 @@ impl Builder {
 
     /// Tuning and tests: every segment this size (no geometric growth). A body written in one
     /// piece of this size is one segment, so a view of it is zero-copy.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::Builder::new().segment_size(4).build()?;
+    /// w.write(b"0123456789")?;
+    /// assert_eq!(r.views().len(), 3); // 4 + 4 + 2 bytes, one view per segment
+    /// assert_eq!(&*r.view()?, b"0123456789"); // coalesced into one copy
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment_size(mut self, bytes: usize) -> Self {
         self.segment_size = Some(bytes);
         self
@@ -191,6 +245,14 @@ impl Builder {
     }
 
     /// Creates the pipe, or refuses a configuration that can never work.
+    ///
+    /// ```
+    /// use bodypipe::{BuildError, Builder};
+    ///
+    /// assert!(Builder::new().content_length(10).max_size(100).build().is_ok());
+    /// assert_eq!(Builder::new().max_buffered(0).build().unwrap_err(), BuildError::ZeroMaxBuffered);
+    /// assert!(matches!(Builder::new().content_length(101).max_size(100).build(), Err(BuildError::TooLarge { .. })));
+    /// ```
     pub fn build(self) -> Result<(Writer, Reader), BuildError> {
         let config = self.config();
         if let Some(cl) = self.content_length {

@@ -724,6 +724,15 @@ impl Reader {
     }
 
     /// Consumes up to `n` unread bytes that are there now, without copying; returns the count.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"headerbody")?;
+    /// assert_eq!(r.skip(6), 6);
+    /// assert_eq!(r.skip(100), 4); // only what is there
+    /// assert_eq!(r.position(), 10);
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
     pub fn skip(&self, n: usize) -> usize {
         let mut cur = lock(&self.cursor);
         let written = self.shared.write_pos.load(Ordering::Acquire);
@@ -776,11 +785,27 @@ impl Reader {
     }
 
     /// Whether the writer has ended the stream (close, abort, or the content length reached).
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"ab")?;
+    /// assert!(!r.is_ended());
+    /// w.close();
+    /// assert!(r.is_ended()); // even with bytes unread
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
     pub fn is_ended(&self) -> bool {
         self.shared.end.load(Ordering::Acquire) != OPEN
     }
 
     /// The abort reason, if the writer aborted.
+    ///
+    /// ```
+    /// let (w, r) = bodypipe::pipe();
+    /// assert_eq!(r.abort_reason(), None);
+    /// w.abort("client disconnected");
+    /// assert_eq!(r.abort_reason().as_deref(), Some("client disconnected"));
+    /// ```
     pub fn abort_reason(&self) -> Option<String> {
         (self.shared.end.load(Ordering::Acquire) == ABORTED).then(|| self.shared.reason())
     }
@@ -823,12 +848,31 @@ impl Reader {
 
     /// Sets the timeout for blocking reads through `Read`/`BufRead` (`None`: wait forever); a
     /// read that times out fails with `ErrorKind::TimedOut` and consumes nothing.
+    ///
+    /// ```
+    /// use std::io::{ErrorKind, Read};
+    /// use std::time::Duration;
+    ///
+    /// let (_w, r) = bodypipe::pipe();
+    /// r.set_read_timeout(Some(Duration::from_millis(1)));
+    /// let err = (&r).read(&mut [0u8; 8]).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::TimedOut);
+    /// ```
     pub fn set_read_timeout(&self, timeout: Option<Duration>) {
         let ns = timeout.map_or(u64::MAX, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX - 1).min(u64::MAX - 1));
         self.timeout_ns.store(ns, Ordering::Relaxed);
     }
 
     /// The timeout set by [`set_read_timeout`](Self::set_read_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let (_w, r) = bodypipe::pipe();
+    /// assert_eq!(r.read_timeout(), None);
+    /// r.set_read_timeout(Some(Duration::from_secs(30)));
+    /// assert_eq!(r.read_timeout(), Some(Duration::from_secs(30)));
+    /// ```
     pub fn read_timeout(&self) -> Option<Duration> {
         match self.timeout_ns.load(Ordering::Relaxed) {
             u64::MAX => None,
@@ -837,26 +881,70 @@ impl Reader {
     }
 
     /// The read position (bytes consumed, adjusted by seeks).
+    ///
+    /// ```
+    /// use std::io::SeekFrom;
+    ///
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"abcdef")?;
+    /// r.skip(4);
+    /// assert_eq!(r.position(), 4);
+    /// r.seek(SeekFrom::Start(1))?;
+    /// assert_eq!(r.position(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn position(&self) -> u64 {
         self.shared.read_pos.load(Ordering::Acquire)
     }
 
     /// Bytes the writer has published so far.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"abc")?;
+    /// r.skip(2);
+    /// assert_eq!((r.written(), r.position(), r.buffered()), (3, 2, 1));
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
     pub fn written(&self) -> u64 {
         self.shared.write_pos.load(Ordering::Acquire)
     }
 
     /// The declared content length, if any.
+    ///
+    /// ```
+    /// let (_w, r) = bodypipe::Builder::new().content_length(42).build()?;
+    /// assert_eq!(r.content_length(), Some(42));
+    /// assert_eq!(bodypipe::pipe().1.content_length(), None);
+    /// # Ok::<(), bodypipe::BuildError>(())
+    /// ```
     pub fn content_length(&self) -> Option<u64> {
         self.shared.config.content_length
     }
 
     /// The high-water mark, in ring mode.
+    ///
+    /// ```
+    /// let (_w, r) = bodypipe::Builder::new().max_buffered(64 << 10).build()?;
+    /// assert_eq!(r.max_buffered(), Some(64 << 10));
+    /// assert_eq!(bodypipe::pipe().1.max_buffered(), None); // unbounded
+    /// # Ok::<(), bodypipe::BuildError>(())
+    /// ```
     pub fn max_buffered(&self) -> Option<usize> {
         self.shared.config.max_buffered.map(|m| usize::try_from(m).unwrap_or(usize::MAX))
     }
 
     /// A snapshot of the pipe's counters.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"abcd")?;
+    /// r.skip(1);
+    /// w.close();
+    /// let s = r.stats();
+    /// assert_eq!((s.written, s.position, s.buffered, s.eof, s.aborted), (4, 1, 3, true, false));
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }
@@ -1008,23 +1096,60 @@ impl Reader {
     }
 
     /// The largest body this pipe accepts.
+    ///
+    /// ```
+    /// let (_w, r) = bodypipe::Builder::new().max_size(1 << 20).build()?;
+    /// assert_eq!(r.max_size(), 1 << 20);
+    /// # Ok::<(), bodypipe::BuildError>(())
+    /// ```
     pub fn max_size(&self) -> u64 {
         self.shared.config.max_size
     }
 
     /// Hangs up: the writer's next write fails with `Closed`, a writer waiting for room is told,
     /// and reads never block again (bytes already written can still be read, then EOF).
+    ///
+    /// ```
+    /// use bodypipe::WriteError;
+    ///
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"ab")?;
+    /// r.close();
+    /// assert_eq!(w.write(b"c"), Err(WriteError::Closed));
+    /// assert_eq!(r.try_read(&mut [0u8; 8])?, 2); // bytes already written are still there
+    /// assert_eq!(r.try_read(&mut [0u8; 8])?, 0); // then EOF, never a wait
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         self.shared.close_reader();
     }
 
     /// Whether [`close`](Self::close) was called.
+    ///
+    /// ```
+    /// let (w, r) = bodypipe::pipe();
+    /// w.close(); // the writer's end is not the reader's close
+    /// assert!(!r.is_closed());
+    /// r.close();
+    /// assert!(r.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.shared.reader_closed.load(Ordering::Acquire)
     }
 
     /// The unread bytes present now, zero-copy, one [`View`] per segment. Each view keeps its
     /// segment alive (and out of ring-mode reuse) for as long as it lives.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::Builder::new().segment_size(4).build()?;
+    /// w.write(b"abcdef")?;
+    /// r.skip(1);
+    /// let views = r.views();
+    /// assert_eq!(views.iter().map(|v| &v[..]).collect::<Vec<_>>(), [&b"bcd"[..], b"ef"]);
+    /// assert!(views.iter().all(|v| v.is_zero_copy()));
+    /// assert_eq!(r.position(), 1); // nothing consumed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn views(&self) -> Vec<View> {
         let mut cur = lock(&self.cursor);
         let written = self.shared.write_pos.load(Ordering::Acquire);
@@ -1042,6 +1167,16 @@ impl Reader {
     /// 8 MiB), so a body larger than its first segment usually spans several; a body written in
     /// one piece into a pipe built with [`Builder::segment_size`](crate::Builder::segment_size)
     /// of that length is one segment. [`views`](Self::views) is zero-copy always.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::Builder::new().content_length(6).build()?;
+    /// w.write(b"abc")?;
+    /// w.write(b"def")?;
+    /// let v = r.view()?;
+    /// assert_eq!(&*v, b"abcdef");
+    /// assert!(v.is_zero_copy()); // both writes landed in the first segment (4 KiB)
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn view(&self) -> Result<View, TryReserveError> {
         let mut views = self.views();
         match views.len() {

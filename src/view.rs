@@ -76,6 +76,15 @@ impl View {
     }
 
     /// Whether this view is a window onto a segment (true) or a coalesced copy / empty (false).
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::Builder::new().segment_size(2).build()?;
+    /// w.write(b"ab")?;
+    /// assert!(r.view()?.is_zero_copy()); // within one segment
+    /// w.write(b"cd")?;
+    /// assert!(!r.view()?.is_zero_copy()); // two segments: coalesced into a copy
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_zero_copy(&self) -> bool {
         matches!(self.backing, Backing::Segment(_))
     }

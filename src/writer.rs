@@ -372,21 +372,53 @@ impl Writer {
     }
 
     /// Bytes written so far.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"abc")?;
+    /// r.skip(3);
+    /// assert_eq!(w.written(), 3); // read or not
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
     pub fn written(&self) -> u64 {
         self.pos
     }
 
     /// Bytes written but not yet read.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"abc")?;
+    /// r.skip(1);
+    /// assert_eq!(w.buffered(), 2);
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
     pub fn buffered(&self) -> u64 {
         self.shared.buffered()
     }
 
     /// Whether the reader side has closed (further writes fail with [`WriteError::Closed`]).
+    ///
+    /// ```
+    /// let (w, r) = bodypipe::pipe();
+    /// assert!(!w.is_reader_closed());
+    /// drop(r); // dropping the reader closes it
+    /// assert!(w.is_reader_closed());
+    /// ```
     pub fn is_reader_closed(&self) -> bool {
         self.shared.reader_closed.load(Ordering::Acquire)
     }
 
     /// A snapshot of the pipe's counters.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::Builder::new().max_buffered(8).build()?;
+    /// w.write(b"abc")?;
+    /// r.close();
+    /// let s = w.stats();
+    /// assert_eq!((s.written, s.buffered, s.max_buffered, s.reader_closed), (3, 3, Some(8), true));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }
