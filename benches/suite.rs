@@ -305,7 +305,13 @@ fn size_label(chunk: usize) -> String {
 
 fn throughput(res: &mut Results, reps: usize, scale: f64) {
     let sizes: [(usize, u64); 4] = [(64, 64 << 20), (KIB, 256 << 20), (16 * KIB, GIB), (64 * KIB, GIB)];
+    // BENCH_CHUNKS=64,65536 runs only those chunk sizes.
+    let only: Vec<usize> =
+        std::env::var("BENCH_CHUNKS").unwrap_or_default().split(',').filter_map(|c| c.trim().parse().ok()).collect();
     for (chunk, total) in sizes {
+        if !only.is_empty() && !only.contains(&chunk) {
+            continue;
+        }
         let total = ((total as f64 * scale) as u64).max(chunk as u64 * 1024) / chunk as u64 * chunk as u64;
         let pat = Arc::new(pattern(chunk));
         let ds = designs();
@@ -340,6 +346,83 @@ fn throughput(res: &mut Results, reps: usize, scale: f64) {
             res.put(format!("{key}.counted_run_GBps"), total as f64 / c.secs / 1e9, "GB/s");
             res.samples.insert(format!("{key}.GBps"), gbs);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A reader blocked in read(65536) fed by 64 B writes (issue 12): what the Erlang front end does
+// to a Python `wsgi.input.read(65536)`. bodypipe's `read(n)` is a file's (exactly n unless EOF),
+// so it waits with a threshold of n bytes; the reference design's `read(n)` returns whatever is
+// there (up to n), woken by the writer's broadcast. Per read call: wake syscalls made by the
+// writer, futex calls made by the reader.
+// ---------------------------------------------------------------------------------------------
+
+const READ64K: usize = 64 * KIB;
+
+type ReadDesign = (&'static str, fn(&Arc<Vec<u8>>, u64, usize) -> (Run, u64));
+
+/// The Python binding's `read(n)` on the core: wait for `n` unread bytes (or the end) without
+/// consuming, then one copy.
+fn read64k_bodypipe(pat: &Arc<Vec<u8>>, total: u64, chunk: usize, builder: Builder) -> (Run, u64) {
+    let (mut w, r) = builder.build().unwrap();
+    let produce = move |pat: &[u8], total, chunk| {
+        for_each_chunk(pat, total, chunk, |c| write_or_wait(&mut w, c));
+        w.close();
+    };
+    let mut calls = 0u64;
+    let run = stream_run(pat, total, chunk, produce, |buf| {
+        calls += 1;
+        let want = buf.len().min(READ64K);
+        r.wait(want, None).unwrap();
+        r.try_read(&mut buf[..want]).unwrap()
+    });
+    (run, calls)
+}
+
+fn read64k_reference(pat: &Arc<Vec<u8>>, total: u64, chunk: usize) -> (Run, u64) {
+    let b = Arc::new(RefBuffer::new(None));
+    let wb = b.clone();
+    let produce = move |pat: &[u8], total, chunk| {
+        for_each_chunk(pat, total, chunk, |c| wb.write(c));
+        wb.close();
+    };
+    let mut calls = 0u64;
+    let run = stream_run(pat, total, chunk, produce, |buf| {
+        calls += 1;
+        b.read(&mut buf[..READ64K])
+    });
+    (run, calls)
+}
+
+fn read64k(res: &mut Results, reps: usize, scale: f64) {
+    let chunk = 64;
+    let total = (((64 << 20) as f64 * scale) as u64).max(READ64K as u64 * 16) / READ64K as u64 * READ64K as u64;
+    let pat = Arc::new(pattern(chunk));
+    let ds: [ReadDesign; 3] = [
+        ("bodypipe_unbounded", |p, t, c| read64k_bodypipe(p, t, c, Builder::new())),
+        ("bodypipe_ring", |p, t, c| read64k_bodypipe(p, t, c, Builder::new().max_buffered(RING_MAX))),
+        ("reference", read64k_reference),
+    ];
+    eprintln!("read(64 KiB) fed by 64 B writes: {} MiB x {reps} reps", total >> 20);
+    let mut gbs: Vec<Vec<f64>> = vec![Vec::new(); ds.len()];
+    for _ in 0..reps {
+        for (i, (name, f)) in ds.iter().enumerate() {
+            beat(format!("read64k {name}"));
+            let (run, _) = f(&pat, total, chunk);
+            gbs[i].push(total as f64 / run.secs / 1e9);
+        }
+    }
+    set_counting(true);
+    let counted_runs: Vec<(Run, u64)> = ds.iter().map(|(_, f)| f(&pat, total, chunk)).collect();
+    set_counting(false);
+    for (i, (name, _)) in ds.iter().enumerate() {
+        let key = format!("read64k.{name}");
+        res.put(format!("{key}.GBps"), median(&gbs[i]), "GB/s");
+        res.samples.insert(format!("{key}.GBps"), gbs[i].clone());
+        let (run, calls) = counted_runs[i];
+        res.put(format!("{key}.read_calls"), calls as f64, "calls");
+        res.put(format!("{key}.writer_futex_per_read"), run.wfutex as f64 / calls as f64, "futex/read");
+        res.put(format!("{key}.reader_futex_per_read"), run.rfutex as f64 / calls as f64, "futex/read");
     }
 }
 
@@ -837,6 +920,47 @@ fn targets(res: &mut Results) {
         false,
         "GB/s",
     );
+    // Issue 12: ring mode against crossbeam-channel of owned chunks, both flavours: unbounded, and
+    // bounded to the same memory in flight (1 MiB of chunks).
+    for (id, what, v, b, bound) in [
+        ("ring64k_vs_crossbeam", "ring, 64 KiB / crossbeam unbounded", "64KiB.bodypipe_ring", "64KiB.crossbeam", 1.0),
+        (
+            "ring64k_vs_crossbeam_bounded",
+            "ring, 64 KiB / crossbeam bounded (1 MiB in flight)",
+            "64KiB.bodypipe_ring",
+            "64KiB.crossbeam_bounded_1MiB",
+            1.0,
+        ),
+        ("ring64B_vs_crossbeam", "ring, 64 B / crossbeam unbounded", "64B.bodypipe_ring", "64B.crossbeam", 3.0),
+        (
+            "ring64B_vs_crossbeam_bounded",
+            "ring, 64 B / crossbeam bounded (1 MiB in flight)",
+            "64B.bodypipe_ring",
+            "64B.crossbeam_bounded_1MiB",
+            3.0,
+        ),
+    ] {
+        ratio(id, what, &format!("stream.{v}.GBps"), &format!("stream.{b}.GBps"), bound, false, "GB/s");
+    }
+    // Issue 12: a reader blocked in read(65536) fed by 64 B writes.
+    ratio(
+        "read64k_vs_reference",
+        "read(64 KiB) fed by 64 B writes (unbounded) / reference model",
+        "read64k.bodypipe_unbounded.GBps",
+        "read64k.reference.GBps",
+        2.0,
+        false,
+        "GB/s",
+    );
+    ratio(
+        "read64k_wakes_per_read",
+        "wake syscalls per read(64 KiB) call, 64 B writes (at most 1)",
+        "read64k.bodypipe_unbounded.writer_futex_per_read",
+        "one",
+        1.0,
+        true,
+        "futex/read",
+    );
     ratio(
         "wake_p50_vs_futex",
         "wake latency p50 / raw futex p50",
@@ -980,6 +1104,18 @@ fn print_tables(res: &Results) {
         }
         println!("{:>14.2}", res.get(&format!("stream.64B.{n}.Mwrites_per_s")));
     }
+    println!(
+        "\n== read(64 KiB) fed by 64 B writes: GB/s, wake syscalls (writer) and futex calls (reader) per read call =="
+    );
+    for n in ["bodypipe_unbounded", "bodypipe_ring", "reference"] {
+        println!(
+            "{n:<24}{:>10.3} GB/s {:>10.3} wakes/read {:>10.3} reader futex/read {:>8} reads",
+            res.get(&format!("read64k.{n}.GBps")),
+            res.get(&format!("read64k.{n}.writer_futex_per_read")),
+            res.get(&format!("read64k.{n}.reader_futex_per_read")),
+            res.get(&format!("read64k.{n}.read_calls")),
+        );
+    }
     println!("\n== futex calls per write while streaming 64 B (writer / reader thread) ==");
     for n in ["bodypipe_ring", "bodypipe_unbounded", "reference", "crossbeam", "mpsc"] {
         println!(
@@ -1050,6 +1186,9 @@ fn main() {
     }
     if want("stream") {
         throughput(&mut res, reps, scale);
+    }
+    if want("read64k") {
+        read64k(&mut res, reps, scale);
     }
     if want("memory") {
         memory(&mut res, scale);

@@ -62,6 +62,11 @@ pub struct Stats {
     pub aborted: bool,
     /// The reader side closed.
     pub reader_closed: bool,
+    /// Wake syscalls made to wake parked readers so far: with threshold wake-ups, at most about
+    /// one per blocking read call that had to park, however many writes fed it.
+    pub reader_wakes: u64,
+    /// Wake syscalls made to wake a writer parked in `wait_writable` so far.
+    pub writer_wakes: u64,
 }
 
 /// Gives a hot atomic a cache line of its own.
@@ -347,6 +352,8 @@ impl Shared {
             eof: end == EOF,
             aborted: end == ABORTED,
             reader_closed: self.reader_closed.load(Ordering::Acquire),
+            reader_wakes: self.data.wakes(),
+            writer_wakes: self.space.wakes(),
         }
     }
 }

@@ -52,11 +52,19 @@ pub(crate) struct Signal {
     /// rather than one per write while a woken waiter is still on its way; a registration left
     /// behind by a waiter whose re-check succeeded costs at most one later, unneeded wake.
     want: AtomicU64,
+    /// Wake syscalls made (`Stats::reader_wakes`/`writer_wakes`): the figure the threshold
+    /// design exists to keep low, counted on the cold path only.
+    wakes: AtomicU64,
 }
 
 impl Signal {
     pub(crate) fn new() -> Self {
-        Self { epoch: Futex::new(0), want: AtomicU64::new(NOBODY) }
+        Self { epoch: Futex::new(0), want: AtomicU64::new(NOBODY), wakes: AtomicU64::new(0) }
+    }
+
+    /// Wake syscalls made so far.
+    pub(crate) fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
     }
 
     /// Progress reached `pos` (published with a Release store before this call): wakes the parked
@@ -103,6 +111,8 @@ impl Signal {
             // the waiter's compare. Release keeps it after the published progress anyway.
             self.epoch.word().fetch_add(1, Ordering::Release);
             self.epoch.wake_all();
+            // Statistics only: orders nothing.
+            self.wakes.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -2599,3 +2599,25 @@ fn poll_writable_pending_woken_by_reads_and_by_reader_close() {
     assert_eq!(w.poll_writable(&mut cx), Poll::Ready(Err(WaitWritableError::ReaderClosed)));
     assert!(!w.has_room());
 }
+
+/// Threshold wake-ups: a reader blocked in `wait(1000)` is not woken (no wake syscall at all)
+/// by the 999 writes below its threshold, and is woken by the write that meets it. The count
+/// below the threshold is 0 in every interleaving (a wake needs a write at or past the
+/// registered threshold), so this cannot flake; the pause only makes it likely that the reader
+/// is parked by then, so that the zero means something.
+#[test]
+fn writes_below_a_parked_readers_threshold_wake_nobody() {
+    let (mut w, r) = bodypipe::pipe();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| r.wait(1000, Some(Instant::now() + Duration::from_secs(30))));
+        thread::sleep(Duration::from_millis(20));
+        for _ in 0..999 {
+            w.write(b"x").unwrap();
+        }
+        assert_eq!(r.stats().reader_wakes, 0, "a write below the threshold woke the reader");
+        w.write(b"x").unwrap();
+        assert_eq!(waiter.join().unwrap(), Ok(Ready::Data(1000)));
+    });
+    assert!(r.stats().reader_wakes <= 1, "one wake for the one parked wait");
+    assert_eq!(r.stats().writer_wakes, 0, "unbounded: the writer never waits");
+}

@@ -36,7 +36,10 @@
                   writer_closed := boolean(),
                   content_length := non_neg_integer() | undefined,
                   max_buffered := non_neg_integer() | undefined,
-                  abort_reason := binary() | undefined}.
+                  abort_reason := binary() | undefined,
+                  %% Wake syscalls made so far to wake a parked reader (Python read calls that
+                  %% had to wait): with threshold wake-ups, about one per such call at most.
+                  reader_wakes := non_neg_integer()}.
 
 %% @doc A buffer for a body of unknown length (chunked), unbounded.
 -spec new() -> {ok, buffer()}.

@@ -31,6 +31,7 @@ rustler::atoms! {
     content_length,
     max_buffered,
     abort_reason,
+    reader_wakes,
     // python
     py_context,
     initialized,

@@ -467,6 +467,7 @@ fn buffer_info(env: Env, buf: ResourceArc<BufferRes>) -> NifResult<Term> {
         atoms::content_length().encode(env),
         atoms::max_buffered().encode(env),
         atoms::abort_reason().encode(env),
+        atoms::reader_wakes().encode(env),
     ];
     let values = [
         s.written.encode(env),
@@ -479,6 +480,7 @@ fn buffer_info(env: Env, buf: ResourceArc<BufferRes>) -> NifResult<Term> {
         opt(s.content_length),
         opt(s.max_buffered),
         reason,
+        s.reader_wakes.encode(env),
     ];
     Term::map_from_term_arrays(env, &keys, &values)
 }
