@@ -59,13 +59,15 @@ test-loom:
 	RUSTFLAGS="$(LOOM_RUSTFLAGS)" CARGO_TARGET_DIR=$(LOOM_TARGET) $(CARGO) test -p bodypipe --release --test loom_models
 
 ## The Python binding. `make wheel` builds the wheel we ship: abi3 (CPython 3.11+), manylinux2014
-## (linked against glibc 2.17 by zig), stripped, into dist/. `make test-python` tests exactly that
+## (linked against glibc 2.17 by zig, found as `python -m ziglang` in the project venv: the
+## ziglang wheel puts no `zig` on PATH), stripped, into dist/. `make test-python` tests exactly that
 ## wheel in a fresh venv (scripts/test_wheel.sh); the crate's own Rust tests run in test-rust.
 WHEEL_TARGET_DIR ?= target/wheel
 
 wheel:
 	rm -f dist/bodypipe-*.whl
-	CARGO_TARGET_DIR=$(WHEEL_TARGET_DIR) $(VENV_PY) -m maturin build --release --strip --zig \
+	CARGO_TARGET_DIR=$(WHEEL_TARGET_DIR) CARGO_ZIGBUILD_PYTHON_PATH=$(abspath $(VENV_PY)) \
+	  $(VENV_PY) -m maturin build --release --strip --zig \
 	  --compatibility manylinux2014 -m python/Cargo.toml -o dist
 
 test-python: wheel
