@@ -246,11 +246,20 @@ class PyBuffer(io.RawIOBase, BinaryIO):
     def seek(self, offset: int, whence: int = 0) -> int:
         """Move within the written data (ring mode: the retained window); return the new position.
 
-        :raises ValueError: target outside the written data, before the retained window,
-            ``whence=2`` before EOF, or a bad ``whence``.
+        ``seek(0, SEEK_END)`` of a body of known length (a declared ``content_length``, or a body
+        that has ended) goes to its end even before the bytes are all here, consuming nothing:
+        reads there see EOF, and a seek back resumes where reading was. So clients that size a
+        file with ``tell()``, ``seek(0, 2)``, ``tell()``, ``seek(back)`` (requests, httpx) send
+        the right ``Content-Length`` and then the whole body.
+
+        :raises io.UnsupportedOperation: ``whence=2`` while the length is not known (clients
+            then stream the body chunked), a target not written yet, or before the retained
+            window (ring mode). It is an ``OSError`` and a ``ValueError``.
+        :raises ValueError: a negative position or a bad ``whence``.
+        :raises BodyAborted: ``whence=2`` on an aborted body, which has no end.
         """
     def tell(self) -> int:
-        """The read position."""
+        """The read position (the body's length after ``seek(0, SEEK_END)``)."""
     def find(self, sub: Buffer | int, start: int | None = None, end: int | None = None) -> int:
         """Offset of ``sub`` in the unread bytes present now, relative to the read position,
         within ``[start, end)`` (negative bounds count from the end, ``None`` is the start or
@@ -290,8 +299,6 @@ class PyBuffer(io.RawIOBase, BinaryIO):
     @property
     def content_length(self) -> int | None:
         """The declared length, if any."""
-    def __len__(self) -> int:
-        """The readable amount (``readable_amount()``)."""
     def __bool__(self) -> bool:
         """Always True (an empty buffer is still a live stream)."""
     def __enter__(self) -> PyBuffer: ...

@@ -103,6 +103,18 @@ impl Deref for View {
     }
 }
 
+/// An empty view (no bytes, nothing pinned), as a reader's `view()` of nothing unread is.
+///
+/// ```
+/// let v = bodypipe::View::default();
+/// assert!(v.is_empty());
+/// ```
+impl Default for View {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl AsRef<[u8]> for View {
     fn as_ref(&self) -> &[u8] {
         self

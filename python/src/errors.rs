@@ -101,9 +101,17 @@ pub(crate) fn read_error(py: Python<'_>, e: ::bodypipe::ReadError) -> PyErr {
     }
 }
 
-/// Maps a refused seek to `ValueError`, as `io` does for a bad position.
-pub(crate) fn seek_error(e: ::bodypipe::SeekError) -> PyErr {
-    PyValueError::new_err(e.to_string())
+/// Maps a refused seek: `ValueError` for a negative position, `io.UnsupportedOperation` for the
+/// rest.
+pub(crate) fn seek_error(py: Python<'_>, e: ::bodypipe::SeekError) -> PyErr {
+    use ::bodypipe::SeekError as S;
+    match e {
+        // As `io`: a negative position is a ValueError.
+        S::BeforeStart => PyValueError::new_err(e.to_string()),
+        // Places a pipe cannot seek to (yet, or any more): `io.UnsupportedOperation`, an
+        // `OSError` and a `ValueError`, which clients sizing a body take as "stream it".
+        _ => unsupported(py, &e.to_string()),
+    }
 }
 
 /// Maps a refused write to Python. `Full` is handled by the callers (they wait or return False),
@@ -163,17 +171,12 @@ pub(crate) fn size_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>
     Ok(usize::try_from(n).ok())
 }
 
-/// Copies a bytes-like argument (any C-contiguous buffer) into a `Vec`; `TypeError` otherwise.
-pub(crate) fn bytes_like(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let src = pyo3::buffer::PyUntypedBuffer::get(obj)?;
-    if !src.is_c_contiguous() {
-        return Err(pyo3::exceptions::PyBufferError::new_err("argument must be a C-contiguous buffer"));
+/// Attaches the bytes consumed before an error as `exc.partial` (`b''` when there are none, so
+/// `exc.partial` always exists, as `BodyAborted.partial` and `TimeoutError.partial` promise).
+pub(crate) fn with_partial(py: Python<'_>, e: PyErr, partial: &[u8]) -> PyErr {
+    // If even that fails (out of memory), the original error still goes out.
+    if let Ok(bytes) = crate::bytes::bytes_of(py, partial) {
+        let _ = e.value(py).setattr("partial", bytes);
     }
-    // SAFETY: the export is held by `src` for the duration of the copy; contiguous, `len_bytes` long.
-    let bytes = unsafe { std::slice::from_raw_parts(src.buf_ptr().cast::<u8>(), src.len_bytes()) };
-    let mut out = Vec::new();
-    out.try_reserve_exact(bytes.len())
-        .map_err(|_| pyo3::exceptions::PyMemoryError::new_err("out of memory copying the argument"))?;
-    out.extend_from_slice(bytes);
-    Ok(out)
+    e
 }

@@ -24,22 +24,29 @@
 //! `PYO3_BUILD_EXTENSION_MODULE` set (maturin sets it for the wheel) so its cdylib links libpython.
 
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod aio;
+mod arg;
 #[cfg(feature = "bench")]
 mod bench;
 mod buffer;
 mod bytes;
 mod errors;
+mod export;
 mod gather;
+mod lines;
+mod read;
 mod wait;
 mod writer;
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-pub use buffer::{PyBuffer, SegmentView};
+pub use buffer::PyBuffer;
 pub use errors::{BodyAborted, IncompleteBody};
+pub use export::SegmentView;
 pub use writer::Writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};

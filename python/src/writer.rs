@@ -1,18 +1,16 @@
 //! `bodypipe.Writer`: the producer side, for a Python server feeding a reader thread.
 
 use crate::aio::{self, aio, Armed, Notifier};
+use crate::arg::ArgBuffer;
+use crate::bytes::DETACH_COPY;
 use crate::errors::{incomplete_body, write_error};
 use crate::wait::in_slices;
 use ::bodypipe::{WaitWritableError, WriteError};
-use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::{PyBrokenPipeError, PyBufferError, PyValueError};
+use pyo3::exceptions::{PyBrokenPipeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use std::sync::{Mutex, MutexGuard, TryLockError, Weak};
 use std::time::Instant;
-
-/// Writes larger than this are copied with the GIL released.
-const DETACH_COPY: usize = 256 * 1024;
 
 /// The producer half of a body created by `bodypipe.pipe()`.
 ///
@@ -89,14 +87,9 @@ impl Writer {
     }
 
     fn write_impl(&self, py: Python<'_>, data: &Bound<'_, PyAny>, wait: bool) -> PyResult<Option<usize>> {
-        let src = PyUntypedBuffer::get(data)?;
-        if !src.is_c_contiguous() {
-            return Err(PyBufferError::new_err("write() argument must be C-contiguous"));
-        }
-        let len = src.len_bytes();
-        // SAFETY: the export is held by `src` until the end of this function (bytearrays cannot be
-        // resized while exported); contiguous and `len` bytes long, checked above.
-        let bytes = unsafe { std::slice::from_raw_parts(src.buf_ptr().cast::<u8>(), len) };
+        let src = ArgBuffer::get(data, "write()")?;
+        let bytes = src.as_slice();
+        let len = bytes.len();
         loop {
             match self.attempt(py, bytes) {
                 Attempt::Done => return Ok(Some(len)),

