@@ -8,5 +8,6 @@ def handle(environ):
 
 def application(environ, start_response):
     body = environ['wsgi.input'].read()
-    start_response('200 OK', [('Content-Type', 'text/plain')])
-    return [b'%d bytes: ' % len(body), body]
+    answer = b'%d bytes: %s' % (len(body), body)
+    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(answer)))])
+    return [answer]

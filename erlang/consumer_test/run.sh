@@ -51,5 +51,9 @@ if ! (cd "$P" && rebar3 compile) >"$TMP/compile.log" 2>&1; then
     exit 1
 fi
 cd "$P"
-CONSUMER_PY_DIR=$P/priv PYTHONPATH=$P/priv erl -noshell -pa _build/default/lib/*/ebin \
-    -eval 'consumer_check:main()'
+# A git_subdir dependency's ebin is under its subdirectory (_build/default/lib/bodypipe/erlang/
+# bodypipe/ebin, where rebar3 shell and releases find it; rebar3 3.19's `rebar3 path` omits it).
+# A plain erl, not rebar3 shell, so that nothing is started before the checks.
+EBINS=$(find _build/default/lib -type d -name ebin -not -path '*/target/*')
+# shellcheck disable=SC2086 # one argument per directory
+CONSUMER_PY_DIR=$P/priv PYTHONPATH=$P/priv erl -noshell -pa $EBINS -eval 'consumer_check:main()'
