@@ -48,6 +48,7 @@ clippy:
 test-rust:
 	$(CARGO) test -p bodypipe --release
 	$(CARGO) test -p bodypipe-http --release
+	$(CARGO) test -p bodypipe-threads --release
 
 test-loom:
 	$(CARGO) test -p bodypipe --release --features loom --test loom_models
