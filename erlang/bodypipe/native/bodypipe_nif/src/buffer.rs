@@ -13,8 +13,7 @@ use crate::atoms;
 use crate::iodata::{self, Budget, Walk};
 use crate::notify;
 use crate::owners;
-use crate::shared::Shared;
-pub(crate) use crate::shared::{Busy, Wait};
+use crate::shared::{Busy, Shared, Wait};
 use crate::OrUndefined;
 
 /// Writes larger than this (or iolists with more elements than [`NORMAL_MAX_ITEMS`]) are
