@@ -18,7 +18,7 @@ LOOM_TARGET ?= target/loom
 setup:
 	@bash scripts/setup.sh
 
-## The main job: an Erlang (mochiweb) HTTP server streaming request bodies into Python WSGI apps
+## The main job: an Erlang (bodypipe_http) HTTP server streaming request bodies into Python WSGI apps
 ## in the same VM through py_buffer, on 127.0.0.1:$${PORT:-8080}; prints how to try it.
 demo: setup
 	bash scripts/demo.sh
@@ -79,7 +79,9 @@ python-install-bench:
 	MATURIN_PEP517_ARGS="--features bench" $(VENV_PY) -m pip install -q --disable-pip-version-check \
 	  --no-build-isolation ./python
 
-## The Erlang binding: rebar3 builds the NIF (cargo pre_hook) and runs the Common Test suites.
+## The Erlang applications (erlang/bodypipe, erlang/bodypipe_http): rebar3 builds the NIF (cargo
+## pre_hook) and runs both apps' Common Test suites, then the git_subdir consumer test
+## (erlang/consumer_test/run.sh).
 test-erlang:
 	cd erlang && ./test.sh
 

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Runs the Erlang binding's Common Test suites and prints one closing line
-# "erlang: N passed, N failed" (exit status non-zero on any failure).
-# Needs: Debian's erlang (OTP 25+) and rebar3, cargo, and a CPython with a
-# shared libpython (PYO3_PYTHON=/path/to/python3 to choose; default python3).
+# Runs the Common Test suites of the Erlang applications (bodypipe/test and bodypipe_http/test,
+# through the umbrella in rebar.config), then the consumer test (consumer_test/run.sh: a
+# throwaway rebar3 project depending on this repository's committed HEAD through git_subdir),
+# and prints one closing line "erlang: N passed, N failed" (exit status non-zero on any failure).
+# Arguments go to `rebar3 ct` (e.g. --suite bodypipe_http/test/bodypipe_http_SUITE); with any,
+# the consumer test is left out.
+# Needs: Debian's erlang (OTP 25+) and rebar3, cargo, git, and a CPython with a shared libpython
+# (PYO3_PYTHON=/path/to/python3 to choose; default python3).
 set -uo pipefail
 cd "$(dirname "$0")"
 log=$(mktemp)
@@ -18,5 +22,12 @@ else
     [[ $out =~ Failed\ ([0-9]+)\ tests ]] && failed=${BASH_REMATCH[1]}
 fi
 if [[ $status -ne 0 && $failed -eq 0 ]]; then failed=1; fi
+if [[ $# -eq 0 ]]; then
+    if ./consumer_test/run.sh; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); status=1
+    fi
+fi
 echo "erlang: $passed passed, $failed failed"
 exit "$status"

@@ -26,7 +26,7 @@ if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/"; then
   echo "demo: port $PORT is already in use (set PORT=...)" >&2; exit 1
 fi
 LOG=$(mktemp /tmp/bodypipe-demo.XXXXXX.log)
-PORT=$PORT BODYPIPE_DEMO_DIR="$ROOT/demo" erl -noshell -pa erlang/_build/default/lib/bodypipe/ebin \
+PORT=$PORT BODYPIPE_DEMO_DIR="$ROOT/demo" erl -noshell -pa erlang/_build/default/lib/{bodypipe,bodypipe_http,bodypipe_demo}/ebin \
   -eval 'bodypipe_demo:main()' >"$LOG" 2>&1 &
 SERVER=$!
 stop_server() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }

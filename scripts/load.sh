@@ -34,7 +34,7 @@ wait_port() {
   echo "load: nothing answers on port $1" >&2; return 1
 }
 
-PORT=$BP_PORT BODYPIPE_DEMO_DIR="$ROOT/demo" erl -noshell -pa erlang/_build/default/lib/bodypipe/ebin \
+PORT=$BP_PORT BODYPIPE_DEMO_DIR="$ROOT/demo" erl -noshell -pa erlang/_build/default/lib/{bodypipe,bodypipe_http,bodypipe_demo}/ebin \
   -eval 'bodypipe_demo:main()' >"$TMP/bodypipe.log" 2>&1 &
 BP_PID=$!; PIDS+=("$BP_PID")
 "$PY" -m gunicorn -w "$WORKERS" -k sync -b "127.0.0.1:$GU_PORT" --chdir "$ROOT/demo" \

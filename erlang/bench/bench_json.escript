@@ -16,7 +16,9 @@
 %%   escript erlang/bench/bench_json.escript [OutFile] [MiB] [Reps]
 main(Args) ->
     Here = filename:dirname(filename:absname(escript:script_name())),
-    true = code:add_patha(filename:join([Here, "..", "_build", "default", "lib", "bodypipe", "ebin"])),
+    %% The umbrella's build (rebar3 compile in erlang/): bodypipe_bench is in bodypipe_demo.
+    [true = code:add_patha(filename:join([Here, "..", "_build", "default", "lib", App, "ebin"]))
+     || App <- ["bodypipe", "bodypipe_demo"]],
     {ok, _} = application:ensure_all_started(bodypipe),
     {Out, MiB, Reps} = case Args of
         [O, M, R] -> {O, list_to_integer(M), list_to_integer(R)};

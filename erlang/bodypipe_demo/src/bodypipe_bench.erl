@@ -1,6 +1,6 @@
 %% @doc Micro-benchmark: `py_buffer:write/2' calls per second from one process.
 %%
-%% `rebar3 compile && erl -noshell -pa _build/default/lib/bodypipe/ebin
+%% `rebar3 compile && erl -noshell -pa _build/default/lib/{bodypipe,bodypipe_demo}/ebin
 %%  -eval "bodypipe_bench:main(), halt()."' (or `bench/write_bench.escript').
 %% Each size writes binaries of that size for about `Seconds' into unbounded
 %% buffers, starting a fresh buffer every 64 MiB so memory stays bounded (the

@@ -28,7 +28,7 @@
 %% @doc Puts the host module's directory (and `ExtraPaths') on Python's `sys.path'.
 -spec setup([file:filename_all()]) -> ok | {error, py:py_error()}.
 setup(ExtraPaths) ->
-    HostDir = filename:join(code:priv_dir(bodypipe), "python"),
+    HostDir = filename:join(code:priv_dir(bodypipe_http), "python"),
     Paths = [unicode:characters_to_binary(P) || P <- [HostDir | ExtraPaths]],
     Code = <<"import sys\n"
              "for _p in reversed(paths):\n"

@@ -16,7 +16,7 @@ use std::sync::{Mutex, OnceLock};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule};
 use rustler::env::SavedTerm;
-use rustler::{Binary, Encoder, Env, Error, LocalPid, NifResult, OwnedEnv, Term, TermType};
+use rustler::{Binary, Encoder, Env, Error, LocalPid, NifMap, NifResult, OwnedEnv, Term, TermType};
 
 use crate::atoms;
 
@@ -367,41 +367,47 @@ fn py_call<'a>(
     submit(env, job)
 }
 
+/// The map `py_info/0` returns (`py:info/0`); keys are the field names.
+#[derive(NifMap)]
+#[rustler(encode)]
+struct PyInfo<'a> {
+    initialized: bool,
+    threads: usize,
+    idle: usize,
+    queued: usize,
+    max_threads: usize,
+    libpython: crate::OrUndefined<Term<'a>>,
+}
+
 /// `py_info()` -> `#{initialized, threads, idle, queued, max_threads, libpython}`.
 #[rustler::nif]
-fn py_info(env: Env) -> NifResult<Term> {
+fn py_info(env: Env<'_>) -> Term<'_> {
     let c = pool::counters();
-    let initialized = matches!(INIT.get(), Some(Ok(())));
-    let lib = LIBPYTHON
-        .get()
-        .map(|s| crate::binary_term(env, s.as_bytes()))
-        .unwrap_or_else(|| atoms::undefined().encode(env));
-    let keys = [
-        atoms::initialized().encode(env),
-        atoms::threads().encode(env),
-        atoms::idle().encode(env),
-        atoms::queued().encode(env),
-        atoms::max_threads().encode(env),
-        atoms::libpython().encode(env),
-    ];
-    let values = [
-        initialized.encode(env),
-        c.threads.encode(env),
-        c.idle.encode(env),
-        c.queued.encode(env),
-        c.max_threads.encode(env),
-        lib,
-    ];
-    Term::map_from_term_arrays(env, &keys, &values)
+    PyInfo {
+        initialized: matches!(INIT.get(), Some(Ok(()))),
+        threads: c.threads,
+        idle: c.idle,
+        queued: c.queued,
+        max_threads: c.max_threads,
+        libpython: crate::OrUndefined(LIBPYTHON.get().map(|s| crate::binary_term(env, s.as_bytes()))),
+    }
+    .encode(env)
+}
+
+/// The map `build_info/0` returns.
+#[derive(NifMap)]
+#[rustler(encode)]
+struct BuildInfo<'a> {
+    python_version: Term<'a>,
+    python_prefix: Term<'a>,
 }
 
 /// `build_info()` -> the Python the NIF was built against: `#{python_version, python_prefix}`.
 #[rustler::nif]
-fn build_info(env: Env) -> NifResult<Term> {
-    let keys = [atoms::python_version().encode(env), atoms::python_prefix().encode(env)];
-    let values = [
-        crate::binary_term(env, env!("BODYPIPE_PY_VERSION").as_bytes()),
-        crate::binary_term(env, env!("BODYPIPE_PY_PREFIX").as_bytes()),
-    ];
-    Term::map_from_term_arrays(env, &keys, &values)
+fn build_info(env: Env<'_>) -> Term<'_> {
+    BuildInfo {
+        python_version: crate::binary_term(env, env!("BODYPIPE_PY_VERSION").as_bytes()),
+        python_prefix: crate::binary_term(env, env!("BODYPIPE_PY_PREFIX").as_bytes()),
+    }
+    .encode(env)
 }

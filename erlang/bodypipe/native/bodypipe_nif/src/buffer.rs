@@ -1,21 +1,20 @@
 //! `py_buffer`: the write side of a bodypipe, as an Erlang resource.
 //!
-//! The core's `Writer` is single-producer (`Send`, not `Sync`), so the resource keeps it in a
-//! `Mutex<Option<Writer>>`: writes from several Erlang processes are serialized there, and
-//! `close`/`abort` take it out. Readers (Python) hold only an `Arc<Reader>` and are never
-//! blocked by that mutex. The write path never touches Python or the GIL.
+//! The state the resource shares with the owner registry and queued jobs is [`Shared`]; this
+//! module holds the NIFs and the resource itself. The write path never touches Python or the GIL.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, MutexGuard};
 
-use rustler::{Atom, Encoder, Env, Error, LocalPid, Monitor, NifResult, Resource, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, Error, LocalPid, Monitor, NifMap, NifResult, Resource, ResourceArc, Term};
 
 use bodypipe::{BuildError, Builder, Reader, Writability, WriteError, Writer};
 
 use crate::atoms;
 use crate::iodata::{self, Budget, Walk};
-use crate::notify::{self, Kind, Notice};
+use crate::notify;
 use crate::owners;
+use crate::shared::{Busy, Shared, Wait};
+use crate::OrUndefined;
 
 /// Writes larger than this (or iolists with more elements than [`NORMAL_MAX_ITEMS`]) are
 /// redone on a dirty CPU scheduler, so no call on a normal scheduler takes more than ~1 ms.
@@ -30,82 +29,42 @@ const OWNER_DOWN_UNKNOWN: &str = "{owner_down,unknown}";
 /// Registered name of the Erlang process that turns owner exits into `{owner_down, Reason}`.
 pub const WATCHER: &str = "bodypipe_owner_watch";
 
-/// State shared by the resource, the owner registry and nothing else.
-pub struct Shared {
-    writer: Mutex<Option<Writer>>,
-    reader: Arc<Reader>,
-    /// Set once the writer has been taken out (closed or aborted); read by `info` without locking.
-    writer_closed: AtomicBool,
-    /// Processes waiting for `{py_buffer, Buf, writable | closed}`.
-    waiters: Mutex<Vec<LocalPid>>,
-    /// Bumped each time a writable hook is installed, so that a replaced hook, dropped unfired,
-    /// can tell it was replaced (and stay silent) from the writer ending (and say `closed`).
-    hook_gen: AtomicU64,
-    /// The pending writable hook's core subscription: a new `notify_writable` cancels it (the
-    /// core keeps any number of subscriptions; this buffer wants one, the latest).
-    hook_sub: Mutex<Option<bodypipe::Subscription>>,
-}
-
 /// The resource behind a `py_buffer:buffer()`.
 pub struct BufferRes {
     shared: Arc<Shared>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// What the processes waiting in `notify_writable` are told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Unread bytes fell below half of `max_buffered` (or the buffer is unbounded).
+    Writable,
+    /// The buffer can take no more writes: the reader hung up, or it was closed or aborted.
+    Closed,
 }
 
-/// Whether a NIF may wait for the writer lock. Normal schedulers must not: the lock can be held
-/// by a large write on a dirty scheduler, so on contention they hand the call to a dirty variant.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// `try_lock`; report [`Busy`] if another process holds the writer.
-    Never,
-    /// Block until the writer is free (dirty schedulers, destructors).
-    Block,
-}
-
-/// The writer lock is held by someone else; redo the call on a dirty scheduler.
-pub(crate) struct Busy;
-
-impl Shared {
-    fn lock_writer(&self, wait: Wait) -> Result<MutexGuard<'_, Option<Writer>>, Busy> {
-        match wait {
-            Wait::Block => Ok(lock(&self.writer)),
-            Wait::Never => match self.writer.try_lock() {
-                Ok(g) => Ok(g),
-                Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-                Err(TryLockError::WouldBlock) => Err(Busy),
-            },
+/// Has the notify thread send `{py_buffer, Buf, Kind}` to every process waiting on `buf`
+/// (safe on any thread: it only queues). `buf` is released on the notify thread.
+fn post_notice(buf: ResourceArc<BufferRes>, kind: Kind) {
+    // No notify thread means the process is shutting down (it was started before any hook was
+    // installed): nobody is left to tell.
+    let _ = notify::post(Box::new(move |env| {
+        let kind = match kind {
+            Kind::Writable => atoms::writable(),
+            Kind::Closed => atoms::closed(),
+        };
+        for pid in buf.shared.take_waiters() {
+            let buf = buf.clone();
+            // A dead recipient is not an error worth reporting.
+            let _ = env.send_and_clear(&pid, |e| (atoms::py_buffer(), buf, kind).encode(e));
         }
-    }
-
-    /// Takes the writer out, so that it can be closed or aborted outside the lock (dropping its
-    /// pending hook may release the last reference to the resource, whose destructor locks).
-    fn take_writer(&self, wait: Wait) -> Result<Option<Writer>, Busy> {
-        let w = self.lock_writer(wait)?.take();
-        self.writer_closed.store(true, Ordering::Release);
-        Ok(w)
-    }
-
-    /// Aborts the stream with `reason` unless it is already closed or aborted.
-    fn abort_with(&self, reason: &str, wait: Wait) -> Result<(), Busy> {
-        if let Some(w) = self.take_writer(wait)? {
-            w.abort(reason);
-        }
-        Ok(())
-    }
-
-    /// Aborts the stream with `reason` unless it is already closed or aborted (may block).
-    pub fn abort(&self, reason: &str) {
-        let _ = self.abort_with(reason, Wait::Block);
-    }
+    }));
 }
 
 impl BufferRes {
     /// The reader side, for handing to Python.
     pub fn reader(&self) -> Arc<Reader> {
-        self.shared.reader.clone()
+        self.shared.reader().clone()
     }
 
     /// The writer slot (`None` once closed or aborted), for writers other than `write/2` (the
@@ -118,11 +77,6 @@ impl BufferRes {
     /// for the writer: safe on a normal scheduler (see [`abort_without_waiting`]).
     pub(crate) fn abort_soon(&self, reason: &'static str) {
         abort_without_waiting(self.shared.clone(), reason);
-    }
-
-    /// Removes and returns the processes waiting for a writable/closed message.
-    pub fn take_waiters(&self) -> Vec<LocalPid> {
-        std::mem::take(&mut *lock(&self.shared.waiters))
     }
 }
 
@@ -156,10 +110,11 @@ impl Resource for BufferRes {
 /// on a dirty one may hold the writer for milliseconds: waiting there would stall the scheduler.
 fn abort_without_waiting(shared: Arc<Shared>, reason: &'static str) {
     if shared.abort_with(reason, Wait::Never).is_err() {
-        if let Err(shared) = notify::post_abort(shared, reason) {
-            // No notify thread (thread creation failed): waiting is the only way left to make
-            // sure no reader hangs.
-            shared.abort(reason);
+        let job: notify::Job = Box::new(move |_env| shared.abort(reason));
+        if let Err(job) = notify::post(job) {
+            // No notify thread (thread creation failed): waiting here is the only way left to
+            // make sure no reader hangs; the job only needs an env to run in, any will do.
+            job(&mut rustler::OwnedEnv::new());
         }
     }
 }
@@ -201,14 +156,7 @@ fn buffer_new<'a>(
         Err(BuildError::TooLarge { .. }) => return Ok((atoms::error(), atoms::too_large()).encode(env)),
         Err(_) => return Err(Error::BadArg),
     };
-    let shared = Arc::new(Shared {
-        writer: Mutex::new(Some(writer)),
-        reader: Arc::new(reader),
-        writer_closed: AtomicBool::new(false),
-        waiters: Mutex::new(Vec::new()),
-        hook_gen: AtomicU64::new(0),
-        hook_sub: Mutex::new(None),
-    });
+    let shared = Arc::new(Shared::new(writer, reader));
     let owner = env.pid();
     let first = owners::register(owner, &shared);
     let res = ResourceArc::new(BufferRes { shared });
@@ -318,8 +266,8 @@ fn buffer_write_dirty<'a>(env: Env<'a>, buf: Term<'a>, data: Term<'a>) -> NifRes
 
 /// Wakes every process waiting in `notify_writable` with `closed` (the writer has ended).
 fn release_waiters(res: ResourceArc<BufferRes>) {
-    if !lock(&res.shared.waiters).is_empty() {
-        notify::post(Notice { buf: res, kind: Kind::Closed });
+    if res.shared.has_waiters() {
+        post_notice(res, Kind::Closed);
     }
 }
 
@@ -391,7 +339,7 @@ impl Hook {
                 Writability::Writable => Kind::Writable,
                 Writability::ReaderClosed => Kind::Closed,
             };
-            notify::post(Notice { buf, kind });
+            post_notice(buf, kind);
         }
     }
 }
@@ -399,9 +347,9 @@ impl Hook {
 impl Drop for Hook {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {
-            if buf.shared.hook_gen.load(Ordering::Acquire) == self.gen {
+            if buf.shared.hook_gen() == self.gen {
                 // Not replaced by a newer hook: the writer closed or aborted.
-                notify::post(Notice { buf, kind: Kind::Closed });
+                post_notice(buf, Kind::Closed);
             }
         }
     }
@@ -412,23 +360,23 @@ fn notify_impl(env: Env, buf: ResourceArc<BufferRes>, wait: Wait) -> NifResult<A
     let Ok(guard) = buf.shared.lock_writer(wait) else {
         return Ok(atoms::dirty());
     };
-    lock(&buf.shared.waiters).push(env.pid());
+    buf.shared.add_waiter(env.pid());
     match guard.as_ref() {
         Some(w) => {
-            let gen = buf.shared.hook_gen.fetch_add(1, Ordering::AcqRel) + 1;
+            let gen = buf.shared.next_hook_gen();
             let hook = Hook { buf: Some(buf.clone()), gen };
             // Replaced: the old hook is dropped unfired, silently (its generation is stale).
-            if let Some(old) = lock(&buf.shared.hook_sub).take() {
+            if let Some(old) = buf.shared.replace_hook_sub(None) {
                 w.cancel_writable(old);
             }
             // May fire at once, on this thread: the hook only queues a notice.
             let sub = w.on_writable(move |why| hook.fire(why));
-            *lock(&buf.shared.hook_sub) = Some(sub);
+            buf.shared.replace_hook_sub(Some(sub));
             drop(guard);
         }
         None => {
             drop(guard);
-            notify::post(Notice { buf, kind: Kind::Closed });
+            post_notice(buf, Kind::Closed);
         }
     }
     Ok(atoms::ok())
@@ -448,41 +396,42 @@ fn buffer_notify_writable_dirty(env: Env, buf: ResourceArc<BufferRes>) -> NifRes
     notify_impl(env, buf, Wait::Block)
 }
 
+/// The map `buffer_info/1` returns (`py_buffer:info()`); keys are the field names.
+#[derive(NifMap)]
+#[rustler(encode)]
+struct Info<'a> {
+    written: u64,
+    read: u64,
+    buffered: u64,
+    eof: bool,
+    aborted: bool,
+    reader_closed: bool,
+    writer_closed: bool,
+    content_length: OrUndefined<u64>,
+    max_buffered: OrUndefined<u64>,
+    abort_reason: OrUndefined<Term<'a>>,
+    reader_wakes: u64,
+}
+
 /// `buffer_info(Buf)` -> map of counters.
 #[rustler::nif]
-fn buffer_info(env: Env, buf: ResourceArc<BufferRes>) -> NifResult<Term> {
-    let s = buf.shared.reader.stats();
-    let writer_closed = buf.shared.writer_closed.load(Ordering::Acquire);
-    let undefined = atoms::undefined().encode(env);
-    let opt = |v: Option<u64>| v.map(|n| n.encode(env)).unwrap_or(undefined);
-    let reason = buf.shared.reader.abort_reason().map(|r| crate::binary_term(env, r.as_bytes())).unwrap_or(undefined);
-    let keys = [
-        atoms::written().encode(env),
-        atoms::read().encode(env),
-        atoms::buffered().encode(env),
-        atoms::eof().encode(env),
-        atoms::aborted().encode(env),
-        atoms::reader_closed().encode(env),
-        atoms::writer_closed().encode(env),
-        atoms::content_length().encode(env),
-        atoms::max_buffered().encode(env),
-        atoms::abort_reason().encode(env),
-        atoms::reader_wakes().encode(env),
-    ];
-    let values = [
-        s.written.encode(env),
-        s.position.encode(env),
-        s.buffered.encode(env),
-        s.eof.encode(env),
-        s.aborted.encode(env),
-        s.reader_closed.encode(env),
-        writer_closed.encode(env),
-        opt(s.content_length),
-        opt(s.max_buffered),
-        reason,
-        s.reader_wakes.encode(env),
-    ];
-    Term::map_from_term_arrays(env, &keys, &values)
+fn buffer_info(env: Env<'_>, buf: ResourceArc<BufferRes>) -> Term<'_> {
+    let reader = buf.shared.reader();
+    let s = reader.stats();
+    Info {
+        written: s.written,
+        read: s.position,
+        buffered: s.buffered,
+        eof: s.eof,
+        aborted: s.aborted,
+        reader_closed: s.reader_closed,
+        writer_closed: buf.shared.writer_closed(),
+        content_length: OrUndefined(s.content_length),
+        max_buffered: OrUndefined(s.max_buffered),
+        abort_reason: OrUndefined(reader.abort_reason().map(|r| crate::binary_term(env, r.as_bytes()))),
+        reader_wakes: s.reader_wakes,
+    }
+    .encode(env)
 }
 
 /// `owner_down(Pid, ReasonText)` -> `ok`: aborts every live buffer `Pid` created. On a dirty

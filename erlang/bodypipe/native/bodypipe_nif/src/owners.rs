@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use rustler::LocalPid;
 
-use crate::buffer::Shared;
+use crate::shared::Shared;
 
 struct Entry {
     buffers: Vec<Weak<Shared>>,

@@ -155,6 +155,9 @@ big_integers(_Config) ->
     {ok, true} = py:eval(py:context(default), <<"n == 2**200">>, #{<<"n">> => 1 bsl 200}),
     {ok, X} = py:eval(py:context(default), <<"-(3**500)">>),
     X = -pow3(500),
+    %% Larger than the VM allows an integer to be: an error, never a wrong value.
+    {error, {<<"TypeError">>, <<"integer too large for Erlang">>}} =
+        py:eval(py:context(default), <<"1 << 200000000">>),
     ok.
 
 pow3(0) -> 1;

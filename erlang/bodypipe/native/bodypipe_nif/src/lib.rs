@@ -8,6 +8,10 @@
 //! - [`python`]: an embedded CPython (pyo3) so Erlang code can run Python and hand it buffers,
 //!   with calls on threads of our own.
 //!
+//! Underneath: [`shared`] (one buffer's state; imports nothing from this crate), [`owners`]
+//! (which buffers each process created; depends on `shared` only), [`notify`] (a thread that
+//! runs queued jobs with an `OwnedEnv` and knows nothing of buffers), [`iodata`], [`atoms`].
+//!
 //! Nothing in here may panic on user input: a panic in a NIF takes the whole VM down. Bad
 //! arguments raise `badarg`; conditions of the stream come back as `{error, Atom}`.
 
@@ -20,6 +24,7 @@ mod iodata;
 mod notify;
 mod owners;
 pub mod python;
+mod shared;
 
 use std::mem::MaybeUninit;
 
@@ -56,6 +61,19 @@ pub(crate) fn try_binary_term<'a>(env: Env<'a>, data: &[u8]) -> Option<Term<'a>>
     let mut owned = unsafe { OwnedBinary::from_raw(raw.assume_init()) };
     owned.as_mut_slice().copy_from_slice(data);
     Some(owned.release(env).to_term(env))
+}
+
+/// A value, or the atom `undefined` for `None` (rustler itself encodes `None` as `nil`); for the
+/// fields of the info maps.
+pub(crate) struct OrUndefined<T>(pub Option<T>);
+
+impl<T: rustler::Encoder> rustler::Encoder for OrUndefined<T> {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        match &self.0 {
+            Some(v) => v.encode(env),
+            None => atoms::undefined().encode(env),
+        }
+    }
 }
 
 rustler::init!("bodypipe_nif");

@@ -15,7 +15,8 @@ use bodypipe_http::{
 };
 
 use crate::atoms;
-use crate::buffer::{write_error_atom, BufferRes, Busy, Wait, NORMAL_MAX_BYTES};
+use crate::buffer::{write_error_atom, BufferRes, NORMAL_MAX_BYTES};
+use crate::shared::{Busy, Wait};
 
 /// A chunked decoder held by Erlang.
 pub struct DecoderRes {

@@ -89,7 +89,7 @@ default_options() ->
       app_timeout => infinity,
       send_timeout => 30000}.
 
-%% @doc Starts a server under the `bodypipe' application's supervisor (not
+%% @doc Starts a server under the `bodypipe_http' application's supervisor (not
 %% linked to the caller); see `options()'.
 -spec start(options()) -> {ok, pid()} | {error, term()}.
 start(Opts) ->
@@ -99,7 +99,7 @@ start(Opts) ->
                      start => {bodypipe_http_server, start_link, [Cfg]},
                      restart => temporary, shutdown => infinity, type => supervisor,
                      modules => [bodypipe_http_server]},
-            case supervisor:start_child(bodypipe_sup, Spec) of
+            case supervisor:start_child(bodypipe_http_sup, Spec) of
                 {ok, Pid} -> {ok, Pid};
                 {error, {already_started, _}} = E -> E;
                 %% The start function's own error, with the child's description.
@@ -123,7 +123,7 @@ start_link(Opts) ->
 -spec stop(atom()) -> ok.
 stop(Name) ->
     %% A temporary child: terminating it also forgets its spec.
-    case supervisor:terminate_child(bodypipe_sup, {?MODULE, Name}) of
+    case supervisor:terminate_child(bodypipe_http_sup, {?MODULE, Name}) of
         ok ->
             ok;
         {error, not_found} ->
@@ -152,7 +152,7 @@ prepare(Opts0) ->
     case check_options(Opts0) of
         ok ->
             Opts = maps:merge(default_options(), Opts0),
-            {ok, _} = application:ensure_all_started(bodypipe),
+            {ok, _} = application:ensure_all_started(bodypipe_http),
             #{name := Name, apps := Apps, python_path := PyPath, validate := Validate} = Opts,
             case bodypipe_wsgi:setup(PyPath) of
                 ok -> load_apps(Name, Apps, Validate, Opts);

@@ -12,7 +12,7 @@
 use pyo3::exceptions::{PyMemoryError, PyRecursionError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use rustler::{Binary, Encoder, Env, Term, TermType};
+use rustler::{BigInt, Binary, Encoder, Env, Term, TermType};
 
 use crate::buffer::BufferRes;
 
@@ -126,44 +126,37 @@ fn int_to_py<'py>(py: Python<'py>, t: Term) -> PyResult<Bound<'py, PyAny>> {
     if let Ok(u) = t.decode::<u64>() {
         return Ok(u.into_pyobject(py)?.into_any());
     }
-    // A bignum: read its magnitude out of the external term format.
-    let etf = t.to_binary();
-    let (negative, digits) = parse_big_etf(etf.as_slice()).ok_or_else(|| PyTypeError::new_err("bad integer"))?;
-    let int_type = py.get_type::<PyInt>();
-    let n = int_type.call_method1("from_bytes", (PyBytes::new(py, digits), "little"))?;
-    if negative {
-        n.neg()
-    } else {
-        Ok(n)
-    }
+    // A bignum: rustler's `BigInt`, handed over as two's-complement bytes, which Python's
+    // `int.from_bytes` reads. (pyo3's `num-bigint` feature would take the `BigInt` directly, but
+    // pyo3 0.30 builds on num-bigint 0.4 and rustler 0.39 on 0.5: two different types.)
+    let big: BigInt = t.decode().map_err(|_| PyTypeError::new_err("bad integer"))?;
+    let bytes = PyBytes::new(py, &big.to_signed_bytes_le());
+    let signed = PyDict::new(py);
+    signed.set_item("signed", true)?;
+    py.get_type::<PyInt>().call_method("from_bytes", (bytes, "little"), Some(&signed))
 }
 
-/// Splits `SMALL_BIG_EXT` / `LARGE_BIG_EXT` into (negative, little-endian magnitude).
-fn parse_big_etf(b: &[u8]) -> Option<(bool, &[u8])> {
-    match b {
-        [131, 110, n, sign, rest @ ..] => Some((*sign != 0, rest.get(..usize::from(*n))?)),
-        [131, 111, a, b2, c, d, sign, rest @ ..] => {
-            let n = usize::try_from(u32::from_be_bytes([*a, *b2, *c, *d])).ok()?;
-            Some((*sign != 0, rest.get(..n)?))
-        }
-        _ => None,
+/// A Python `int` beyond 64 bits as an Erlang integer (through rustler's `BigInt`).
+fn big_int_to_term<'a>(env: Env<'a>, i: &Bound<'_, PyInt>) -> PyResult<Term<'a>> {
+    let too_large = || PyTypeError::new_err("integer too large for Erlang");
+    let bits: usize = i.call_method0("bit_length")?.extract()?;
+    // rustler writes the magnitude's length as a u32 (a longer one would wrap); Erlang's own
+    // limit on integers is far below that, so anything near it is refused here.
+    if bits / 8 >= u32::MAX as usize {
+        return Err(too_large());
     }
-}
-
-/// Builds the external term format of an integer from its sign and little-endian magnitude.
-fn big_etf(negative: bool, digits: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(digits.len() + 7);
-    out.push(131);
-    if let Ok(n) = u8::try_from(digits.len()) {
-        out.extend_from_slice(&[110, n, u8::from(negative)]);
-    } else {
-        let n = u32::try_from(digits.len()).ok()?;
-        out.push(111);
-        out.extend_from_slice(&n.to_be_bytes());
-        out.push(u8::from(negative));
+    let signed = PyDict::new(i.py());
+    signed.set_item("signed", true)?;
+    // bit_length excludes the sign: one more byte always holds it.
+    let bytes = i.call_method("to_bytes", (bits / 8 + 1, "little"), Some(&signed))?;
+    let big = BigInt::from_signed_bytes_le(bytes.cast::<PyBytes>()?.as_bytes());
+    let term = big.encode(env);
+    // rustler's encoder gives `{error, big_int_encoder_invalid_bytes}` when the VM refuses the
+    // integer (larger than Erlang integers may be); an integer is never a tuple.
+    if term.is_tuple() {
+        return Err(too_large());
     }
-    out.extend_from_slice(digits);
-    Some(out)
+    Ok(term)
 }
 
 /// A binary copy of `data`; `MemoryError` if the VM cannot allocate it (never a VM abort).
@@ -190,17 +183,7 @@ pub fn to_term<'a>(env: Env<'a>, obj: &Bound<'_, PyAny>, depth: usize) -> PyResu
         if let Ok(v) = i.extract::<u64>() {
             return Ok(v.encode(env));
         }
-        let negative = i.lt(0)?;
-        let mag = if negative { i.neg()? } else { i.clone().into_any() };
-        let bits: usize = mag.call_method0("bit_length")?.extract()?;
-        let bytes = mag.call_method1("to_bytes", (bits.div_ceil(8), "little"))?;
-        let bytes = bytes.cast::<PyBytes>()?;
-        let etf =
-            big_etf(negative, bytes.as_bytes()).ok_or_else(|| PyTypeError::new_err("integer too large for Erlang"))?;
-        return env
-            .binary_to_term(&etf)
-            .map(|(t, _)| t)
-            .ok_or_else(|| PyTypeError::new_err("integer too large for Erlang"));
+        return big_int_to_term(env, i);
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         return Ok(f.value().encode(env));
