@@ -133,11 +133,13 @@ pub(crate) fn build_error(e: ::bodypipe::BuildError) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
-/// Parses an optional non-negative integer argument: `None` stays `None`; a negative value is a
-/// `ValueError`, a non-integer a `TypeError`.
-pub(crate) fn opt_non_negative(obj: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<u64>> {
+/// Parses an optional non-negative integer argument (see [`crate::options`]): `None` is unset;
+/// a negative value is a `ValueError`, a non-integer a `TypeError`; any size above `u64` is
+/// legal (a limit no body reaches).
+pub(crate) fn opt_size(obj: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<crate::options::Size> {
+    use crate::options::Size;
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
-        return Ok(None);
+        return Ok(Size::Unset);
     };
     if !obj.is_instance_of::<PyInt>() {
         return Err(PyTypeError::new_err(format!(
@@ -146,12 +148,17 @@ pub(crate) fn opt_non_negative(obj: Option<&Bound<'_, PyAny>>, name: &str) -> Py
         )));
     }
     if let Ok(n) = obj.extract::<u64>() {
-        return Ok(Some(n));
+        return Ok(Size::Fits(n));
     }
     match obj.extract::<i64>() {
         Ok(_) => Err(PyValueError::new_err(format!("{name} must be non-negative"))),
-        Err(_) => Err(PyOverflowError::new_err(format!("{name} is too large"))),
+        Err(_) => Ok(Size::AboveU64),
     }
+}
+
+/// Maps options no body can have: `ValueError`, as `bodypipe.pipe` always raised.
+pub(crate) fn option_error(e: crate::options::OptionError) -> PyErr {
+    PyValueError::new_err(e.to_string())
 }
 
 /// Parses an io-style size: `None` or any negative integer means "all" (`None`); objects with

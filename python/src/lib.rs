@@ -37,7 +37,9 @@ mod errors;
 mod export;
 mod gather;
 mod lines;
+pub mod options;
 mod read;
+pub mod slot;
 mod wait;
 mod writer;
 
@@ -94,22 +96,13 @@ fn pipe<'py>(
     max_size: Option<&Bound<'py, PyAny>>,
     segment_size: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let mut builder = ::bodypipe::Builder::new();
-    if let Some(n) = errors::opt_non_negative(content_length, "content_length")? {
-        builder = builder.content_length(n);
-    }
-    if let Some(n) = errors::opt_non_negative(max_buffered, "max_buffered")? {
-        let n = usize::try_from(n).map_err(|_| pyo3::exceptions::PyValueError::new_err("max_buffered is too large"))?;
-        builder = builder.max_buffered(n);
-    }
-    if let Some(n) = errors::opt_non_negative(max_size, "max_size")? {
-        builder = builder.max_size(n);
-    }
-    if let Some(n) = errors::opt_non_negative(segment_size, "segment_size")? {
-        let n = usize::try_from(n).map_err(|_| pyo3::exceptions::PyValueError::new_err("segment_size is too large"))?;
-        builder = builder.segment_size(n);
-    }
-    let (w, r) = builder.build().map_err(errors::build_error)?;
+    let opts = options::BodyOptions {
+        content_length: errors::opt_size(content_length, "content_length")?,
+        max_buffered: errors::opt_size(max_buffered, "max_buffered")?,
+        max_size: errors::opt_size(max_size, "max_size")?,
+        segment_size: errors::opt_size(segment_size, "segment_size")?,
+    };
+    let (w, r) = opts.build().map_err(errors::option_error)?;
     let r = Arc::new(r);
     let writer = Bound::new(py, Writer::with_reader(w, Arc::downgrade(&r)))?;
     let reader = Bound::new(py, PyBuffer::from_reader(r))?;

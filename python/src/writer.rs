@@ -4,22 +4,24 @@ use crate::aio::{self, aio, Armed, Notifier};
 use crate::arg::ArgBuffer;
 use crate::bytes::DETACH_COPY;
 use crate::errors::{incomplete_body, write_error};
+use crate::slot::WriterSlot;
 use crate::wait::in_slices;
 use ::bodypipe::{WaitWritableError, WriteError};
 use pyo3::exceptions::{PyBrokenPipeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
-use std::sync::{Mutex, MutexGuard, TryLockError, Weak};
+use std::sync::Weak;
 use std::time::Instant;
 
 /// The producer half of a body created by `bodypipe.pipe()`.
 ///
-/// The core writer is single-owner (`Send`, not `Sync`), so it sits in a mutex; `None` once
-/// closed or aborted. The mutex is only ever waited for with the GIL released, so a thread
-/// blocked in a ring-mode `write` cannot stall other Python threads.
+/// The core writer is single-owner (`Send`, not `Sync`), so it sits in the writer slot the
+/// Erlang NIF uses too ([`WriterSlot`]); empty once closed or aborted. The slot is only ever
+/// waited for with the GIL released, so a thread blocked in a ring-mode `write` cannot stall
+/// other Python threads.
 #[pyclass(module = "bodypipe", frozen)]
 pub struct Writer {
-    inner: Mutex<Option<::bodypipe::Writer>>,
+    inner: WriterSlot,
     /// The reader of the same pipe, weakly (a strong reference would keep the reader open, and
     /// the body buffered, after the application dropped it), for `reader_closed` once this
     /// writer is closed: a reader that is gone is closed.
@@ -27,12 +29,6 @@ pub struct Writer {
 }
 
 type Slot = Option<::bodypipe::Writer>;
-
-/// Recovers from a poisoned mutex: the core writer's state is updated atomically per call, so a
-/// panic elsewhere while the lock was held leaves nothing half-done worth refusing service for.
-fn relock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What one attempt to write produced.
 enum Attempt {
@@ -45,20 +41,29 @@ enum Attempt {
 impl Writer {
     /// Wraps a core writer.
     pub fn new(w: ::bodypipe::Writer) -> Self {
-        Self { inner: Mutex::new(Some(w)), reader: Weak::new() }
+        Self { inner: WriterSlot::new(w), reader: Weak::new() }
     }
 
     /// Wraps a core writer whose reader is `reader`, so `reader_closed` stays true to the reader
     /// after this writer is closed.
     pub fn with_reader(w: ::bodypipe::Writer, reader: Weak<::bodypipe::Reader>) -> Self {
-        Self { inner: Mutex::new(Some(w)), reader }
+        Self { inner: WriterSlot::new(w), reader }
     }
 
     /// Takes the core writer out: this object is then closed for writing (`None` if it was).
     /// Only the benchmark feeder (`bench` feature) hands a body to a Rust thread this way.
     #[cfg(feature = "bench")]
     pub(crate) fn take_core(&self, py: Python<'_>) -> Option<::bodypipe::Writer> {
-        self.with(py, false, |slot| slot.take())
+        self.take(py)
+    }
+
+    /// Takes the core writer out of the slot (closing it for writing), waiting for the lock with
+    /// the GIL released if another thread holds it.
+    fn take(&self, py: Python<'_>) -> Option<::bodypipe::Writer> {
+        match self.inner.try_take() {
+            Ok(w) => w,
+            Err(_busy) => py.detach(|| self.inner.take()),
+        }
     }
 
     /// Runs `f` on the slot with the lock held: taken at once when free, else waited for with
@@ -66,13 +71,11 @@ impl Writer {
     /// off for `f` too (for large copies).
     fn with<R: Send>(&self, py: Python<'_>, detach: bool, f: impl FnOnce(&mut Slot) -> R + Send) -> R {
         if !detach {
-            match self.inner.try_lock() {
-                Ok(mut g) => return f(&mut g),
-                Err(TryLockError::Poisoned(p)) => return f(&mut p.into_inner()),
-                Err(TryLockError::WouldBlock) => {}
+            if let Ok(mut g) = self.inner.try_lock() {
+                return f(&mut g);
             }
         }
-        py.detach(|| f(&mut relock(&self.inner)))
+        py.detach(|| f(&mut self.inner.lock()))
     }
 
     fn attempt(&self, py: Python<'_>, data: &[u8]) -> Attempt {
@@ -105,7 +108,7 @@ impl Writer {
     fn wait_room(&self, py: Python<'_>) -> PyResult<()> {
         let outcome = in_slices(py, None, |end| {
             let slice = end.saturating_duration_since(Instant::now());
-            match relock(&self.inner).as_ref() {
+            match self.inner.lock().as_ref() {
                 None => Some(Err(PyValueError::new_err("write to a closed Writer"))),
                 Some(w) => match w.wait_writable(Some(slice)) {
                     Ok(()) => Some(Ok(())),
@@ -186,7 +189,7 @@ impl Writer {
     /// declared `content_length`, the body ends as an abort (readers get `BodyAborted`) and this
     /// raises `IncompleteBody`, so the producer knows it ended a body early.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        if let Some(w) = self.with(py, false, Option::take) {
+        if let Some(w) = self.take(py) {
             if let Err(::bodypipe::CloseError::Incomplete { written, expected }) = w.close() {
                 return Err(incomplete_body(py, written, expected));
             }
@@ -198,15 +201,15 @@ impl Writer {
     /// A no-op once closed or aborted.
     #[pyo3(signature = (reason="aborted"))]
     fn abort(&self, py: Python<'_>, reason: &str) {
-        if let Some(w) = self.with(py, false, Option::take) {
+        if let Some(w) = self.take(py) {
             w.abort(reason);
         }
     }
 
     /// True once `close()` or `abort()` was called.
     #[getter]
-    fn closed(&self, py: Python<'_>) -> bool {
-        self.with(py, false, |s| s.is_none())
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
     }
 
     /// Bytes written so far (0 once closed: the count lives in the closed writer).

@@ -7,7 +7,8 @@ use std::sync::{Arc, MutexGuard};
 
 use rustler::{Atom, Encoder, Env, Error, LocalPid, Monitor, NifMap, NifResult, Resource, ResourceArc, Term};
 
-use bodypipe::{BuildError, Builder, Reader, Writability, WriteError, Writer};
+use bodypipe::{Reader, Writability, WriteError, Writer};
+use bodypipe_python::options::{BodyOptions, OptionError, Size};
 
 use crate::atoms;
 use crate::iodata::{self, Budget, Walk};
@@ -131,30 +132,11 @@ fn buffer_new<'a>(
     // Decode every option before acting on any, so a bad one is badarg whatever the others are.
     let (content_length, max_buffered, max_size) =
         (opt_num(content_length)?, opt_num(max_buffered)?, opt_num(max_size)?);
-    let mut b = Builder::new();
-    match content_length {
-        Num::Undefined => {}
-        Num::Fits(n) => b = b.content_length(n),
-        // Larger than any max_size (which is at most u64::MAX): a refusal, not a bad argument.
-        Num::AboveU64 => return Ok((atoms::error(), atoms::too_large()).encode(env)),
-    }
-    match max_buffered {
-        Num::Undefined => {}
-        Num::Fits(0) => return Err(Error::BadArg),
-        // A high-water mark beyond the address space is never reached; usize::MAX behaves alike.
-        Num::Fits(n) => b = b.max_buffered(usize::try_from(n).unwrap_or(usize::MAX)),
-        Num::AboveU64 => b = b.max_buffered(usize::MAX),
-    }
-    match max_size {
-        Num::Undefined => {}
-        Num::Fits(n) => b = b.max_size(n),
-        // No body can exceed u64::MAX bytes, so a larger limit means the same as u64::MAX.
-        Num::AboveU64 => b = b.max_size(u64::MAX),
-    }
-    let (writer, reader) = match b.build() {
+    let opts = BodyOptions { content_length, max_buffered, max_size, ..BodyOptions::default() };
+    let (writer, reader) = match opts.build() {
         Ok(pair) => pair,
-        Err(BuildError::TooLarge { .. }) => return Ok((atoms::error(), atoms::too_large()).encode(env)),
-        Err(_) => return Err(Error::BadArg),
+        Err(OptionError::TooLarge(_)) => return Ok((atoms::error(), atoms::too_large()).encode(env)),
+        Err(OptionError::Invalid(..)) => return Err(Error::BadArg),
     };
     let shared = Arc::new(Shared::new(writer, reader));
     let owner = env.pid();
@@ -167,28 +149,18 @@ fn buffer_new<'a>(
     Ok((atoms::ok(), res, first).encode(env))
 }
 
-/// A size option of `buffer_new`, as decoded.
-enum Num {
-    /// `undefined`: the option is not set.
-    Undefined,
-    /// A value that fits the core's `u64` sizes.
-    Fits(u64),
-    /// A non-negative integer above u64::MAX: a legal Erlang size, larger than any body.
-    AboveU64,
-}
-
-fn opt_num(t: Term) -> NifResult<Num> {
+/// An option of `buffer_new` as the shared decoder takes it: `undefined`, a size, or a bignum
+/// above any size (which the facade's guards let through); anything else no size can be.
+fn opt_num(t: Term) -> NifResult<Size> {
     let env = t.get_env();
     if t.is_atom() && t == atoms::undefined().to_term(env) {
-        return Ok(Num::Undefined);
+        return Ok(Size::Unset);
     }
     if let Ok(n) = t.decode::<u64>() {
-        return Ok(Num::Fits(n));
+        return Ok(Size::Fits(n));
     }
-    // What failed to decode is either a bignum beyond u64 (which the facade's guards let through)
-    // or something no size can be: a negative number, a float, another type.
     if t.is_integer() && t > 0.encode(env) {
-        Ok(Num::AboveU64)
+        Ok(Size::AboveU64)
     } else {
         Err(Error::BadArg)
     }

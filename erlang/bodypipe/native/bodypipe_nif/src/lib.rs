@@ -16,6 +16,8 @@
 //! arguments raise `badarg`; conditions of the stream come back as `{error, Atom}`.
 
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod atoms;
 pub mod buffer;

@@ -4,13 +4,15 @@
 //! jobs the notify thread runs all hold it. It imports nothing from this crate, so each of them
 //! can depend on it without depending on each other.
 //!
-//! The core's `Writer` is single-producer (`Send`, not `Sync`), so it sits in a
-//! `Mutex<Option<Writer>>`: writes from several Erlang processes are serialized there, and
-//! `close`/`abort` take it out. Readers (Python) hold only an `Arc<Reader>` and are never
-//! blocked by that mutex.
+//! The core's `Writer` is single-producer (`Send`, not `Sync`), so it sits in the writer slot
+//! both bindings share (`bodypipe_python::slot::WriterSlot`): writes from several Erlang
+//! processes are serialized there, and `close`/`abort` take it out. Readers (Python) hold only
+//! an `Arc<Reader>` and are never blocked by that slot.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bodypipe_python::slot::WriterSlot;
 
 use bodypipe::{Reader, Writer};
 use rustler::LocalPid;
@@ -31,14 +33,13 @@ pub enum Wait {
 }
 
 /// The writer lock is held by someone else; redo the call on a dirty scheduler.
-pub struct Busy;
+pub use bodypipe_python::slot::Busy;
 
 /// State shared by the resource, the owner registry and queued jobs.
 pub struct Shared {
-    writer: Mutex<Option<Writer>>,
+    /// The writer slot the Python `Writer` uses too (`bodypipe_python::slot`).
+    writer: WriterSlot,
     reader: Arc<Reader>,
-    /// Set once the writer has been taken out (closed or aborted); read by `info` without locking.
-    writer_closed: AtomicBool,
     /// Processes waiting for `{py_buffer, Buf, writable | closed}`.
     waiters: Mutex<Vec<LocalPid>>,
     /// Bumped each time a writable hook is installed, so that a replaced hook, dropped unfired,
@@ -53,9 +54,8 @@ impl Shared {
     /// The state of a new buffer with both ends open.
     pub fn new(writer: Writer, reader: Reader) -> Self {
         Self {
-            writer: Mutex::new(Some(writer)),
+            writer: WriterSlot::new(writer),
             reader: Arc::new(reader),
-            writer_closed: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
             hook_gen: AtomicU64::new(0),
             hook_sub: Mutex::new(None),
@@ -69,28 +69,25 @@ impl Shared {
 
     /// Whether the writer has been taken out (closed or aborted).
     pub fn writer_closed(&self) -> bool {
-        self.writer_closed.load(Ordering::Acquire)
+        self.writer.is_closed()
     }
 
     /// The writer slot (`None` once closed or aborted); with [`Wait::Never`], `Err(Busy)` when
     /// another process holds it.
     pub fn lock_writer(&self, wait: Wait) -> Result<MutexGuard<'_, Option<Writer>>, Busy> {
         match wait {
-            Wait::Block => Ok(lock(&self.writer)),
-            Wait::Never => match self.writer.try_lock() {
-                Ok(g) => Ok(g),
-                Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-                Err(TryLockError::WouldBlock) => Err(Busy),
-            },
+            Wait::Block => Ok(self.writer.lock()),
+            Wait::Never => self.writer.try_lock(),
         }
     }
 
     /// Takes the writer out, so that it can be closed or aborted outside the lock (dropping its
     /// pending hook may release the last reference to the resource, whose destructor locks).
     pub fn take_writer(&self, wait: Wait) -> Result<Option<Writer>, Busy> {
-        let w = self.lock_writer(wait)?.take();
-        self.writer_closed.store(true, Ordering::Release);
-        Ok(w)
+        match wait {
+            Wait::Block => Ok(self.writer.take()),
+            Wait::Never => self.writer.try_take(),
+        }
     }
 
     /// Aborts the stream with `reason` unless it is already closed or aborted.

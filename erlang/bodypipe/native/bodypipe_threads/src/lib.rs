@@ -8,6 +8,7 @@
 //!   thread (the NIF's notify thread, whose context is an `OwnedEnv`).
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod jobs;
 pub mod pool;
