@@ -10,25 +10,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyCFunction, PyDict};
 use std::sync::Arc;
 
-/// An embedded interpreter must find its standard library; point it at the one of the
-/// `python3` on PATH unless the environment already does.
-fn python_home() {
-    if std::env::var_os("PYTHONHOME").is_some() {
-        return;
-    }
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.base_prefix)"])
-        .output()
-        .expect("python3 on PATH");
-    let prefix = String::from_utf8(out.stdout).expect("utf-8 prefix");
-    std::env::set_var("PYTHONHOME", prefix.trim());
-}
+mod common;
 
 #[test]
 fn two_wrappers_of_one_reader_each_parked_in_aread_are_both_woken() {
-    python_home();
-    bodypipe_python::append_to_inittab();
-    Python::initialize();
+    common::start_embedded();
 
     let (w, r) = bodypipe::pipe();
     let reader = Arc::new(r);
