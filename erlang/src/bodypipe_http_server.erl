@@ -64,9 +64,15 @@ body_readers(Counters) ->
     atomics:get(Counters, ?BODY_READERS).
 
 -spec init(bodypipe_http:config()) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
-init(#{ip := IP, port := Port, backlog := Backlog, reuseport := ReusePort,
+init(#{ip := IP, port := Port0, backlog := Backlog, reuseport := ReusePort,
        send_timeout := SendTimeout, acceptors := N} = Cfg) ->
-    Opts = [binary, {packet, raw}, {active, false}, {ip, IP}, {reuseaddr, true},
+    %% `fd': a listening socket opened by another process and inherited (the
+    %% `bodypipe serve' supervisor shares one socket among its worker VMs).
+    {Port, Where} = case maps:get(fd, Cfg, none) of
+                        none -> {Port0, [{ip, IP}]};
+                        Fd -> {0, [{fd, Fd}]}
+                    end,
+    Opts = [binary, {packet, raw}, {active, false}, {reuseaddr, true}] ++ Where ++ [
             {backlog, Backlog}, {nodelay, true},
             %% Socket reads while a head is awaited; bodies are read
             %% chunk_size at a time (bodypipe_http_conn). The kernel sizes
