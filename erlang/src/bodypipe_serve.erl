@@ -80,7 +80,9 @@ run(#{worker := Id, control_in := In, control_out := Out} = Cfg) ->
             true = port_command(Control, <<"ready\n">>),
             serve(Control, Gate, Id, maps:get(graceful_timeout, Cfg));
         {error, {load_failed, Errors}} ->
-            fatal(?EXIT_LOAD, "cannot load the application: ~tp", [Errors]);
+            [io:format(standard_error, "bodypipe: the application at ~ts/: ~ts~n",
+                       [P, load_error(E)]) || {P, E} <- Errors],
+            fatal(?EXIT_LOAD, "cannot load the application", []);
         {error, Reason} ->
             fatal(?EXIT_LOAD, "cannot start the server: ~tp", [Reason])
     end.
@@ -116,6 +118,13 @@ wait_idle(Deadline) ->
             receive after 50 -> ok end,
             wait_idle(Deadline)
     end.
+
+load_error({error, {interface_not_supported, asgi}}) ->
+    "it is an ASGI application (--asgi), which this build does not serve yet";
+load_error({error, {Name, Message}}) when is_binary(Name), is_binary(Message) ->
+    [Name, ": ", Message];
+load_error(Other) ->
+    io_lib:format("~tp", [Other]).
 
 access_log(none) ->
     none;
@@ -175,8 +184,13 @@ check_app(Spec) ->
              "        obj = importlib.import_module(mod)\n"
              "        for part in (attr or 'application').split('.'):\n"
              "            obj = getattr(obj, part)\n"
-             "    except BaseException:\n"
-             "        return traceback.format_exc()\n"
+             "    except BaseException as e:\n"
+             "        frames = [f for f in traceback.extract_tb(e.__traceback__)\n"
+             "                  if not f.filename.startswith('<')\n"
+             "                  and f.filename != importlib.__file__]\n"
+             "        return ('Traceback (most recent call last):\\n'\n"
+             "                + ''.join(traceback.format_list(frames))\n"
+             "                + ''.join(traceback.format_exception_only(type(e), e)))\n"
              "    if not callable(obj):\n"
              "        return f'{spec} is not callable: {obj!r}\\n'\n"
              "    return None\n">>,
