@@ -20,7 +20,10 @@ esac
 
 echo "demo: building (rebar3 compile builds the NIF with cargo)"
 (cd erlang && rebar3 compile) >/tmp/bodypipe-demo-build.log 2>&1 || { cat /tmp/bodypipe-demo-build.log >&2; exit 1; }
-"$PY" -c 'import flask' 2>/dev/null || "$PY" -m pip install -q -r demo/requirements.txt
+# The demo's packages (Flask) are in the project venv (scripts/setup.sh), which the workers'
+# embedded interpreters use (--venv).
+VENV=${VENV:-$ROOT/.venv}
+"$VENV/bin/python" -c 'import flask' 2>/dev/null || { echo "demo: Flask is not in $VENV (run make setup)" >&2; exit 1; }
 
 if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/"; then
   echo "demo: port $PORT is already in use (set PORT=...)" >&2; exit 1
@@ -30,7 +33,7 @@ LOG=$(mktemp /tmp/bodypipe-demo.XXXXXX.log)
 # one worker VM's peak RSS, so it runs one worker; the demo runs one per core.
 if [ "$MODE" = selftest ]; then WORKERS=1; else WORKERS=${WORKERS:-$(nproc)}; fi
 "$PY" bin/bodypipe serve demo_app:application --mount /flask=demo_flask:app --python-path demo \
-  --bind "127.0.0.1:$PORT" --workers "$WORKERS" >"$LOG" 2>&1 &
+  --bind "127.0.0.1:$PORT" --workers "$WORKERS" --venv "$VENV" >"$LOG" 2>&1 &
 SERVER=$!
 stop_server() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
 trap stop_server EXIT

@@ -13,7 +13,7 @@
 -export([help_lists_every_option/1, load_error_has_traceback/1, string_app_spec/1,
          asgi_is_refused/1, gil_holder_does_not_stall_new_connections/1,
          os_exit_costs_one_worker/1, sigterm_lets_upload_finish/1,
-         sighup_replaces_workers/1, access_log_and_server_header/1]).
+         sighup_replaces_workers/1, access_log_and_server_header/1, venv_site_packages/1]).
 
 -define(C, bodypipe_http_test_client).
 
@@ -22,7 +22,7 @@ suite() ->
 
 all() ->
     [help_lists_every_option, load_error_has_traceback, string_app_spec, asgi_is_refused,
-     access_log_and_server_header, os_exit_costs_one_worker, sigterm_lets_upload_finish,
+     access_log_and_server_header, venv_site_packages, os_exit_costs_one_worker, sigterm_lets_upload_finish,
      sighup_replaces_workers, gil_holder_does_not_stall_new_connections].
 
 init_per_suite(Config) ->
@@ -138,6 +138,27 @@ access_log_and_server_header(Config) ->
     %% A head the parser refuses has no request line to log.
     {match, _} = re:run(L2, "\\] \"-\" 400 \\d+ \"-\" \"-\"$"),
     ok.
+
+%% --venv: the workers' interpreters run with the venv's prefix and packages
+%% (the project venv of scripts/setup.sh, which holds Flask; erlang/test.sh
+%% names it in BODYPIPE_TEST_VENV), and a directory that is not a venv is refused.
+venv_site_packages(Config) ->
+    Venv = case os:getenv("BODYPIPE_TEST_VENV") of
+               false -> filename:dirname(filename:dirname(find_up(code:lib_dir(bodypipe),
+                                                                  ".venv/bin/python")));
+               V -> V
+           end,
+    S = serve(Config, ["--workers", "1", "--venv", Venv]),
+    {ok, #{status := 200, body := Body}} = get(port_of(S), "/env"),
+    Real = list_to_binary(real_path(Venv)),
+    <<Real:(byte_size(Real))/binary, " flask">> = Body,
+    {1, Out} = run(Config, ["serve", "serve_app:application", "--python-path", data(Config),
+                            "--bind", "127.0.0.1:0", "--venv", data(Config)]),
+    true = string:find(Out, "not a venv (no pyvenv.cfg)") =/= nomatch,
+    ok.
+
+real_path(Path) ->
+    string:trim(os:cmd("realpath '" ++ Path ++ "'")).
 
 lines(Path) ->
     case file:read_file(Path) of
