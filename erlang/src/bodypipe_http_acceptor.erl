@@ -76,6 +76,11 @@ accept(LSock, Cfg, Timeout) ->
             exit(normal);
         {error, timeout} ->
             loop(LSock, Cfg);
+        {error, einval} ->
+            %% The socket no longer listens: whoever shares it shut it down
+            %% (`bodypipe serve' stopping); the gate is about to say so.
+            receive {'EXIT', Pid, Why} -> exited(Pid, Why) after ?RECHECK_MS -> ok end,
+            loop(LSock, Cfg);
         {error, Reason} when Reason =:= emfile; Reason =:= enfile; Reason =:= enobufs;
                              Reason =:= enomem ->
             %% Out of descriptors or memory: the connections in the backlog wait.
