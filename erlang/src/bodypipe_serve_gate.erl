@@ -20,6 +20,9 @@
 
 -type options() :: #{interval := pos_integer(), stall := pos_integer()}.
 
+%% A stall this long is reported on standard error (with `stall' below it).
+-define(REPORT_MS, 1000).
+
 %% @doc Starts the probe for `Gate'.
 -spec start_link(bodypipe_http_gate:gate(), options()) -> {ok, pid()}.
 start_link(Gate, Opts) ->
@@ -28,15 +31,26 @@ start_link(Gate, Opts) ->
 %% @private
 -spec init(bodypipe_http_gate:gate(), options()) -> no_return().
 init(Gate, #{interval := Interval, stall := Stall}) ->
-    loop(Gate, Interval, Stall).
+    loop(Gate, Interval, min(Stall, ?REPORT_MS - 1)).
 
 loop(Gate, Interval, Stall) ->
     {ok, Ref} = py:call_async(py:context(?MODULE), builtins, int, []),
+    T0 = erlang:monotonic_time(millisecond),
     receive
         {Ref, _} -> ok
     after Stall ->
         ok = bodypipe_http_gate:close(Gate),
-        receive {Ref, _} -> ok end
+        receive
+            {Ref, _} -> ok
+        after ?REPORT_MS - Stall ->
+            %% Long enough to be worth a line (the operator sees a stalled app; the
+            %% tests know the gate is shut).
+            io:format(standard_error, "bodypipe: worker pid ~s: Python has not run for ~b ms "
+                      "(a call holding the GIL?): not accepting~n", [os:getpid(), ?REPORT_MS]),
+            receive {Ref, _} -> ok end,
+            io:format(standard_error, "bodypipe: worker pid ~s: Python runs again after ~b ms: "
+                      "accepting~n", [os:getpid(), erlang:monotonic_time(millisecond) - T0])
+        end
     end,
     ok = bodypipe_http_gate:open(Gate),
     receive after Interval -> ok end,

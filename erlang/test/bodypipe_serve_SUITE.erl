@@ -180,9 +180,9 @@ gil_holder_does_not_stall_new_connections(Config) ->
                          end),
     ok = ?C:wait_until(fun() -> filelib:is_regular(Marker) end, 2000),
     {ok, StalledPid} = file:read_file(Marker),
-    %% The stalled worker shuts its gate within --gil-stall-ms; give it that
-    %% long and more before counting (a bound, not an assertion).
-    timer:sleep(300),
+    %% The stalled worker says so once its gate has been shut for a while.
+    Stalled = "worker pid " ++ binary_to_list(StalledPid) ++ ": Python has not run",
+    ok = ?C:wait_until(fun() -> has_line(S, Stalled) end, 2000),
     Timed = [begin
                  T0 = erlang:monotonic_time(millisecond),
                  {ok, #{status := 200, body := B}} = get(Port, "/pid", 60000),
@@ -197,6 +197,8 @@ gil_holder_does_not_stall_new_connections(Config) ->
     receive {spun, {ok, #{status := 200, body := StalledPid}}} -> ok
     after 300000 -> ct:fail(spin_never_answered)
     end,
+    ok = ?C:wait_until(fun() -> has_line(S, "worker pid " ++ binary_to_list(StalledPid)
+                                         ++ ": Python runs again") end, 400),
     unlink(Spinner),
     ok.
 
