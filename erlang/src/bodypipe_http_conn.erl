@@ -145,8 +145,9 @@ next_request(#c{sock = Sock, cfg = #{header_timeout := HT, keepalive_timeout := 
 %% Phase: fresh (a new connection, nothing received yet), idle (kept
 %% connection, nothing received yet) or partial. Line: whether the request
 %% line has been checked yet (unchecked | checked).
-head(#c{sock = Sock, cfg = #{header_timeout := HT}} = C, Acc, Line, Phase, Deadline) ->
-    case gen_tcp:recv(Sock, 0, timeout(Deadline)) of
+head(#c{sock = Sock, cfg = #{header_timeout := HT, counters := Counters}} = C, Acc, Line, Phase,
+     Deadline) ->
+    case recv_head(Sock, Counters, Phase, timeout(Deadline)) of
         {ok, Data} when Phase =:= idle ->
             received(C, Acc, Line, Data, deadline(HT));
         {ok, Data} ->
@@ -156,6 +157,16 @@ head(#c{sock = Sock, cfg = #{header_timeout := HT}} = C, Acc, Line, Phase, Deadl
         {error, _} ->
             close(C)
     end.
+
+%% Nothing of a request received yet: the connection counts as waiting (a
+%% server shutting down closes those without cutting a request).
+recv_head(Sock, Counters, Phase, Timeout) when Phase =:= fresh; Phase =:= idle ->
+    ok = bodypipe_http_server:waiting_started(Counters),
+    try gen_tcp:recv(Sock, 0, Timeout)
+    after bodypipe_http_server:waiting_ended(Counters)
+    end;
+recv_head(Sock, _Counters, _Phase, Timeout) ->
+    gen_tcp:recv(Sock, 0, Timeout).
 
 %% The head is parsed when it may be complete (an empty line arrived), when a
 %% limit is passed, and once early for the request line (so a bad one is

@@ -106,8 +106,12 @@ drain(Gate, Id, Graceful, Why) ->
               " waiting up to ~b ms~n", [Id, os:getpid(), Why, N, Graceful]),
     wait_idle(erlang:monotonic_time(millisecond) + Graceful).
 
+%% Done when every open connection waits for a request that has not begun
+%% (idle kept-alive ones would otherwise hold the drain until
+%% keepalive_timeout); those are closed by the exit.
 wait_idle(Deadline) ->
-    #{connections := N} = bodypipe_http:info(?NAME),
+    #{connections := Open, waiting := Waiting} = bodypipe_http:info(?NAME),
+    N = Open - Waiting,
     case N =< 0 orelse erlang:monotonic_time(millisecond) >= Deadline of
         true ->
             _ = N > 0 andalso

@@ -13,7 +13,8 @@
 -export([help_lists_every_option/1, load_error_has_traceback/1, string_app_spec/1,
          asgi_is_refused/1, gil_holder_does_not_stall_new_connections/1,
          os_exit_costs_one_worker/1, sigterm_lets_upload_finish/1,
-         sighup_replaces_workers/1, access_log_and_server_header/1, venv_site_packages/1]).
+         sighup_replaces_workers/1, access_log_and_server_header/1, venv_site_packages/1,
+         sigterm_closes_idle_connections/1]).
 
 -define(C, bodypipe_http_test_client).
 
@@ -22,7 +23,8 @@ suite() ->
 
 all() ->
     [help_lists_every_option, load_error_has_traceback, string_app_spec, asgi_is_refused,
-     access_log_and_server_header, venv_site_packages, os_exit_costs_one_worker, sigterm_lets_upload_finish,
+     access_log_and_server_header, venv_site_packages, os_exit_costs_one_worker,
+     sigterm_lets_upload_finish, sigterm_closes_idle_connections,
      sighup_replaces_workers, gil_holder_does_not_stall_new_connections].
 
 init_per_suite(Config) ->
@@ -237,6 +239,22 @@ sigterm_lets_upload_finish(Config) ->
     {Size, Want} = {binary_to_integer(Got), Hash},
     0 = exit_status(S, 120000),
     erase(serve),
+    ok.
+
+%% A kept-alive connection waiting for its next request does not hold the
+%% stop: with keep-alive and graceful timeouts of 10 minutes, SIGTERM still
+%% ends the server (within the 2 minutes the test waits) and closes it.
+sigterm_closes_idle_connections(Config) ->
+    S = serve(Config, ["--workers", "1", "--keepalive-timeout", "600",
+                       "--graceful-timeout", "600"]),
+    Sock = ?C:connect(port_of(S)),
+    ok = ?C:send(Sock, "GET /pid HTTP/1.1\r\nHost: h\r\n\r\n"),
+    {ok, #{status := 200} = R} = ?C:response(Sock, 30000),
+    undefined = ?C:header(<<"connection">>, R),
+    os:cmd("kill -TERM " ++ integer_to_list(os_pid(S))),
+    0 = exit_status(S, 120000),
+    erase(serve),
+    {error, closed} = ?C:response(Sock, 30000),
     ok.
 
 %% SIGHUP: a new set of workers serves, the old ones leave, and requests made
