@@ -14,7 +14,7 @@
          asgi_is_refused/1, gil_holder_does_not_stall_new_connections/1,
          os_exit_costs_one_worker/1, sigterm_lets_upload_finish/1,
          sighup_replaces_workers/1, access_log_and_server_header/1, venv_site_packages/1,
-         sigterm_closes_idle_connections/1]).
+         sigterm_closes_idle_connections/1, worker_start_timeout/1]).
 
 -define(C, bodypipe_http_test_client).
 
@@ -22,7 +22,8 @@ suite() ->
     [{timetrap, {minutes, 5}}].
 
 all() ->
-    [help_lists_every_option, load_error_has_traceback, string_app_spec, asgi_is_refused,
+    [help_lists_every_option, load_error_has_traceback, worker_start_timeout, string_app_spec,
+     asgi_is_refused,
      access_log_and_server_header, venv_site_packages, os_exit_costs_one_worker,
      sigterm_lets_upload_finish, sigterm_closes_idle_connections,
      sighup_replaces_workers, gil_holder_does_not_stall_new_connections].
@@ -97,6 +98,15 @@ load_error_has_traceback(Config) ->
                              "--bind", "127.0.0.1:0", "--workers", "1"]),
     true = string:find(Out2, "AttributeError: module 'serve_app' has no attribute 'nope'")
         =/= nomatch,
+    ok.
+
+%% A worker that never gets to serve (its import hangs) is stopped, and so is
+%% the command.
+worker_start_timeout(Config) ->
+    {1, Out} = run(Config, ["serve", "slow_app:application", "--python-path", data(Config),
+                            "--bind", "127.0.0.1:0", "--workers", "1",
+                            "--worker-start-timeout", "1"]),
+    true = string:find(Out, "not serving after 1 s (--worker-start-timeout)") =/= nomatch,
     ok.
 
 %% An app spec (and prefix) given as Erlang strings is served.
