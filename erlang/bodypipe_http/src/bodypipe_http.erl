@@ -19,14 +19,24 @@
 
 -export([start/1, start_link/1, stop/1, port/1, info/1, default_options/0]).
 
--export_type([options/0, config/0]).
+-export_type([options/0, config/0, mount/0, mount_options/0]).
+
+-type mount() :: {Prefix :: unicode:chardata(), AppSpec :: unicode:chardata()}
+               | {Prefix :: unicode:chardata(), AppSpec :: unicode:chardata(), mount_options()}.
+%% An application mounted at a path prefix. `AppSpec' is `"module:callable"'
+%% (a binary or an Erlang string).
+
+-type mount_options() :: #{interface => wsgi | asgi}.
+%% `interface': how the callable is driven. Only `wsgi' (the default) is
+%% implemented here; `asgi' is refused with `{error, {interface_not_supported, asgi}}'.
 
 -type options() :: #{name => atom(),
                      ip => inet:ip_address(),
                      port => inet:port_number(),
                      reuseport => boolean(),
+                     fd => none | non_neg_integer(),
                      backlog => pos_integer(),
-                     apps => [{Prefix :: binary(), AppSpec :: binary()}],
+                     apps => [mount()],
                      python_path => [file:filename_all()],
                      validate => boolean(),
                      max_body => non_neg_integer(),
@@ -46,7 +56,9 @@
                      body_timeout => timeout(),
                      keepalive_timeout => timeout(),
                      app_timeout => timeout(),
-                     send_timeout => timeout()}.
+                     send_timeout => timeout(),
+                     gate => none | bodypipe_http_gate:gate(),
+                     access_log => none | bodypipe_http_access_log:log()}.
 %% Described with their defaults in erlang/README.md ("Options"). Times are in
 %% milliseconds.
 
@@ -66,6 +78,7 @@ default_options() ->
       ip => {127, 0, 0, 1},
       port => 8080,
       reuseport => false,
+      fd => none,
       backlog => 1024,
       apps => [],
       python_path => [],
@@ -87,7 +100,9 @@ default_options() ->
       body_timeout => 30000,
       keepalive_timeout => 5000,
       app_timeout => infinity,
-      send_timeout => 30000}.
+      send_timeout => 30000,
+      gate => none,
+      access_log => none}.
 
 %% @doc Starts a server under the `bodypipe_http' application's supervisor (not
 %% linked to the caller); see `options()'.
@@ -138,10 +153,12 @@ stop(Name) ->
 port(Name) ->
     bodypipe_http_server:port(Name).
 
-%% @doc The server's counters: open connections, requests holding a
-%% body-reader slot, and that slot limit (`max_body_readers').
+%% @doc The server's counters: open connections, those of them waiting for
+%% a request (nothing of it received), requests holding a body-reader slot,
+%% and that slot limit (`max_body_readers').
 -spec info(atom()) -> #{connections := non_neg_integer(), body_readers := non_neg_integer(),
-                        max_body_readers := pos_integer(), port := inet:port_number()}.
+                        waiting := non_neg_integer(), max_body_readers := pos_integer(),
+                        port := inet:port_number()}.
 info(Name) ->
     bodypipe_http_server:info(Name).
 
@@ -164,9 +181,9 @@ prepare(Opts0) ->
 
 load_apps(Name, Apps, Validate, Opts) ->
     %% Python registers each app as "Server Prefix" (several servers may run).
-    Loaded = [{P, AppName, bodypipe_wsgi:load(AppName, Spec, Validate)}
-              || {P0, Spec} <- Apps,
-                 P <- [bodypipe_http_target:normalize_prefix(P0)],
+    Loaded = [{P, AppName, load_app(AppName, Mount, Validate)}
+              || Mount <- Apps,
+                 P <- [bodypipe_http_target:normalize_prefix(text(element(1, Mount)))],
                  AppName <- [<<(atom_to_binary(Name))/binary, " ", P/binary>>]],
     case [{P, E} || {P, _, {error, _} = E} <- Loaded] of
         [] ->
@@ -176,6 +193,18 @@ load_apps(Name, Apps, Validate, Opts) ->
         Errors ->
             {error, {load_failed, Errors}}
     end.
+
+load_app(AppName, {_Prefix, Spec}, Validate) ->
+    bodypipe_wsgi:load(AppName, text(Spec), Validate);
+load_app(AppName, {_Prefix, Spec, MountOpts}, Validate) ->
+    case maps:get(interface, MountOpts, wsgi) of
+        wsgi -> bodypipe_wsgi:load(AppName, text(Spec), Validate);
+        Other -> {error, {interface_not_supported, Other}}
+    end.
+
+%% Prefixes and app specs may be given as Erlang strings; Python gets bytes.
+text(Bin) when is_binary(Bin) -> Bin;
+text(Chars) -> unicode:characters_to_binary(Chars).
 
 config(Opts, Mounts) ->
     #{max_request_line := Line, max_header_line := HeaderLine, max_headers := Headers,
@@ -216,7 +245,10 @@ valid(ip, V) -> is_tuple(V);
 valid(port, V) -> is_integer(V) andalso V >= 0 andalso V < 65536;
 valid(reuseport, V) -> is_boolean(V);
 valid(validate, V) -> is_boolean(V);
-valid(apps, V) -> is_list(V);
+valid(apps, V) -> is_list(V) andalso lists:all(fun valid_mount/1, V);
+valid(fd, V) -> V =:= none orelse (is_integer(V) andalso V >= 0);
+valid(gate, V) -> V =:= none orelse bodypipe_http_gate:is_gate(V);
+valid(access_log, V) -> V =:= none orelse bodypipe_http_access_log:is_log(V);
 valid(python_path, V) -> is_list(V);
 valid(max_body, V) -> is_integer(V) andalso V >= 0;
 valid(max_trailers, V) -> is_integer(V) andalso V >= 0;
@@ -225,3 +257,14 @@ valid(K, V) when K =:= header_timeout; K =:= body_timeout; K =:= keepalive_timeo
                  K =:= app_timeout; K =:= send_timeout ->
     V =:= infinity orelse (is_integer(V) andalso V > 0);
 valid(_, V) -> is_integer(V) andalso V > 0.
+
+valid_mount({P, S}) -> is_text(P) andalso is_text(S);
+valid_mount({P, S, #{} = M}) ->
+    is_text(P) andalso is_text(S)
+        andalso lists:all(fun({interface, I}) -> I =:= wsgi orelse I =:= asgi;
+                             (_) -> false
+                          end, maps:to_list(M));
+valid_mount(_) -> false.
+
+is_text(T) ->
+    try is_binary(unicode:characters_to_binary(T)) catch error:_ -> false end.

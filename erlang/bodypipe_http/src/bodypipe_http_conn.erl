@@ -63,9 +63,13 @@
             drain_deadline = infinity :: integer() | infinity,
             drain_left = 0 :: integer(),
             close = false :: boolean(),
-            big_reads = false :: boolean()}).      % socket reads of chunk_size
+            big_reads = false :: boolean(),        % socket reads of chunk_size
+            status = none :: none | 100..599,      % for the access log
+            sent = 0 :: non_neg_integer()}).       % body bytes sent, for the access log
 
 -define(SLOT, bodypipe_http_body_reader).
+%% The head of the request in progress, for the access log.
+-define(REQUEST, bodypipe_http_request).
 %% Socket reads while a head is awaited (the listening socket's `buffer'): the
 %% driver keeps a buffer of that size per connection, idle ones included.
 %% Bodies are read `chunk_size' at a time.
@@ -141,8 +145,9 @@ next_request(#c{sock = Sock, cfg = #{header_timeout := HT, keepalive_timeout := 
 %% Phase: fresh (a new connection, nothing received yet), idle (kept
 %% connection, nothing received yet) or partial. Line: whether the request
 %% line has been checked yet (unchecked | checked).
-head(#c{sock = Sock, cfg = #{header_timeout := HT}} = C, Acc, Line, Phase, Deadline) ->
-    case gen_tcp:recv(Sock, 0, timeout(Deadline)) of
+head(#c{sock = Sock, cfg = #{header_timeout := HT, counters := Counters}} = C, Acc, Line, Phase,
+     Deadline) ->
+    case recv_head(Sock, Counters, Phase, timeout(Deadline)) of
         {ok, Data} when Phase =:= idle ->
             received(C, Acc, Line, Data, deadline(HT));
         {ok, Data} ->
@@ -152,6 +157,16 @@ head(#c{sock = Sock, cfg = #{header_timeout := HT}} = C, Acc, Line, Phase, Deadl
         {error, _} ->
             close(C)
     end.
+
+%% Nothing of a request received yet: the connection counts as waiting (a
+%% server shutting down closes those without cutting a request).
+recv_head(Sock, Counters, Phase, Timeout) when Phase =:= fresh; Phase =:= idle ->
+    ok = bodypipe_http_server:waiting_started(Counters),
+    try gen_tcp:recv(Sock, 0, Timeout)
+    after bodypipe_http_server:waiting_ended(Counters)
+    end;
+recv_head(Sock, _Counters, _Phase, Timeout) ->
+    gen_tcp:recv(Sock, 0, Timeout).
 
 %% The head is parsed when it may be complete (an empty line arrived), when a
 %% limit is passed, and once early for the request line (so a bad one is
@@ -208,6 +223,7 @@ parse_copy(#c{cfg = #{head_limits := Limits}} = C, Acc) ->
 
 request(#c{cfg = Cfg} = C, #{method := Method, target := Target, version := Version,
                              body := Body} = Head, Rest) ->
+    put(?REQUEST, Head),
     #{mounts := Mounts, max_body := MaxBody} = Cfg,
     case bodypipe_http_target:parse(Method, Target) of
         {error, Reason} ->
@@ -253,6 +269,7 @@ not_found(C, #{body := Body, version := Version, keep_alive := KeepAlive, method
                        {<<"Content-Length">>, integer_to_binary(byte_size(Text))}],
             Framing = bodypipe_http_response:framing(Method, Version, <<"404">>, Headers),
             {Bytes, _, _} = bodypipe_http_response:body(Framing, Text),
+            log(C, 404, byte_size(Text)),
             case gen_tcp:send(C#c.sock,
                               [bodypipe_http_response:head(<<"404 Not Found">>, Headers, Framing,
                                                            true, Version), Bytes]) of
@@ -417,7 +434,7 @@ disconnected(X) ->
 %% Answer Status and close, or, once the response has started, cut it short.
 fail(#x{resp = none, sock = open, version = Version} = X, Status, Reason) ->
     logger:debug("bodypipe_http: ~b (~p)", [Status, Reason]),
-    X1 = send(X#x{resp = over, close = true},
+    X1 = send(X#x{resp = over, close = true, status = Status},
               bodypipe_http_response:error_response(Status, Version)),
     start_drain(X1);
 fail(#x{resp = {sent, _}} = X, _Status, Reason) ->
@@ -448,7 +465,8 @@ expired(X) ->
 app_timeout(#x{body = {_, _}} = X) ->
     app_timeout(body_failed(X, 503, app_timeout));
 app_timeout(#x{resp = none, sock = open, version = Version} = X) ->
-    X1 = send(X#x{resp = over}, bodypipe_http_response:error_response(503, Version)),
+    X1 = send(X#x{resp = over, status = 503},
+              bodypipe_http_response:error_response(503, Version)),
     close_socket(X1#x{app_deadline = infinity, close = true});
 app_timeout(X) ->
     close_socket(X#x{app_deadline = infinity, resp = over, close = true}).
@@ -485,15 +503,18 @@ app_result(#x{app = {step, _, More}} = X, Result) ->
             close_socket(X#x{app = done, resp = over, close = true})
     end.
 
-respond(#x{method = Method, version = Version, keep_alive = KeepAlive0} = X,
+respond(#x{method = Method, version = Version, keep_alive = KeepAlive0, c = #c{cfg = Cfg}} = X,
         {Status, Headers, Chunks, More}) ->
     Framing = bodypipe_http_response:framing(Method, Version, Status, Headers),
-    %% Kept alive only if the body has been read to its end by now and the
-    %% response can be delimited without closing.
+    %% Kept alive only if the body has been read to its end by now, the
+    %% response can be delimited without closing and the server is not
+    %% shutting down.
     KeepAlive = KeepAlive0 andalso X#x.body =:= done andalso not X#x.close
-                    andalso Framing =/= close,
+                    andalso Framing =/= close
+                    andalso not bodypipe_http_gate:draining(maps:get(gate, Cfg, none)),
     HeadBytes = bodypipe_http_response:head(Status, Headers, Framing, KeepAlive, Version),
-    X1 = X#x{close = not KeepAlive},
+    <<Code:3/binary, _/binary>> = Status,
+    X1 = X#x{close = not KeepAlive, status = binary_to_integer(Code)},
     blocks(X1, Framing, Chunks, More, HeadBytes).
 
 blocks(X, Framing, Blocks, More) ->
@@ -503,7 +524,11 @@ blocks(X, Framing, Blocks, More) ->
 %% application's Content-Length; then asks for the next block.
 blocks(X, Framing, Blocks, More, Prefix) ->
     {Out, Framing1, Dropped} = frame(Framing, Blocks, [], 0),
-    X1 = send(X#x{resp = {sent, Framing1}}, [Prefix | Out]),
+    Sent = case Framing of
+               none -> 0;
+               _ -> lists:sum([byte_size(B) || B <- Blocks]) - Dropped
+           end,
+    X1 = send(X#x{resp = {sent, Framing1}, sent = X#x.sent + Sent}, [Prefix | Out]),
     if
         X1#x.sock =/= open ->
             bodypipe_wsgi:close(More),
@@ -552,9 +577,10 @@ complete(X) ->
 %% ---------------------------------------------------------------------------
 %% After the exchange.
 
-finish(#x{c = #c{cfg = Cfg}} = X) ->
+finish(#x{c = #c{cfg = Cfg} = C, status = Status, sent = Sent} = X) ->
     %% The application is done with the body, read or not.
     release_reader(Cfg),
+    log(C, Status, Sent),
     finish_connection(X).
 
 finish_connection(#x{sock = closed}) ->
@@ -628,6 +654,7 @@ reject(C, Status, Reason, Version) ->
 
 reject(#c{sock = Sock} = C, Status, Reason, Version, Extra) ->
     logger:debug("bodypipe_http: ~b (~p)", [Status, Reason]),
+    log(C, Status, byte_size(bodypipe_http_response:reason(Status)) + 1),
     case gen_tcp:send(Sock, bodypipe_http_response:error_response(Status, Version, Extra)) of
         ok ->
             _ = gen_tcp:shutdown(Sock, write),
@@ -642,6 +669,34 @@ close(#c{sock = Sock}) ->
 
 %% ---------------------------------------------------------------------------
 %% Helpers.
+
+%% One access-log line for the request in progress (`Status' none: nothing
+%% was answered); a request whose head could not be parsed is logged as "-".
+log(#c{cfg = Cfg, info = Info}, Status, Bytes) ->
+    case maps:get(access_log, Cfg, none) of
+        none ->
+            _ = erase(?REQUEST),
+            ok;
+        Log ->
+            Base = #{remote => maps:get(remote_addr, Info, <<"-">>), status => Status,
+                     bytes => Bytes},
+            Entry = case erase(?REQUEST) of
+                        #{method := M, target := T, version := V, headers := H} ->
+                            Base#{method => M, target => T, version => V,
+                                  referer => header(<<"referer">>, H),
+                                  user_agent => header(<<"user-agent">>, H)};
+                        undefined ->
+                            Base#{method => none, target => <<>>, version => {1, 1},
+                                  referer => none, user_agent => none}
+                    end,
+            bodypipe_http_access_log:request(Log, Entry)
+    end.
+
+header(Name, Headers) ->
+    case lists:keyfind(Name, 1, Headers) of
+        {_, Value} -> Value;
+        false -> none
+    end.
 
 setopts(Sock, Opts) ->
     inet:setopts(Sock, Opts).

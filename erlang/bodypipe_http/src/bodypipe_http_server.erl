@@ -12,10 +12,12 @@
 
 -export([start_link/1, port/1, info/1, new_counters/0]).
 -export([connections/1, body_readers/1, connection_opened/1, connection_closed/1]).
+-export([waiting/1, waiting_started/1, waiting_ended/1]).
 -export([init/1]).
 
 -define(CONNECTIONS, 1).
 -define(BODY_READERS, 2).
+-define(WAITING, 3).
 
 %% @doc Starts the server described by `Cfg' (made by `bodypipe_http').
 -spec start_link(bodypipe_http:config()) -> {ok, pid()} | {error, term()}.
@@ -36,13 +38,13 @@ info(Name) ->
     #{counters := Counters, max_body_readers := Max} = Cfg,
     {ok, Port} = inet:port(LSock),
     #{connections => connections(Counters), body_readers => body_readers(Counters),
-      max_body_readers => Max, port => Port}.
+      waiting => waiting(Counters), max_body_readers => Max, port => Port}.
 
 %% @doc The counters shared by a server's processes: open connections and
 %% requests whose body is being read (see `bodypipe_http_conn').
 -spec new_counters() -> atomics:atomics_ref().
 new_counters() ->
-    atomics:new(2, [{signed, true}]).
+    atomics:new(3, [{signed, true}]).
 
 %% @doc Open connections of a server's `counters'.
 -spec connections(atomics:atomics_ref()) -> integer().
@@ -58,15 +60,36 @@ connection_opened(Counters) ->
 connection_closed(Counters) ->
     atomics:sub(Counters, ?CONNECTIONS, 1).
 
+%% @doc Open connections of a server's `counters' that wait for a request
+%% (new or kept alive, nothing of the next request received): a server that
+%% shuts down may close them without cutting a request.
+-spec waiting(atomics:atomics_ref()) -> integer().
+waiting(Counters) ->
+    atomics:get(Counters, ?WAITING).
+
+-spec waiting_started(atomics:atomics_ref()) -> ok.
+waiting_started(Counters) ->
+    atomics:add(Counters, ?WAITING, 1).
+
+-spec waiting_ended(atomics:atomics_ref()) -> ok.
+waiting_ended(Counters) ->
+    atomics:sub(Counters, ?WAITING, 1).
+
 %% @doc Requests of a server's `counters' holding a body-reader slot.
 -spec body_readers(atomics:atomics_ref()) -> integer().
 body_readers(Counters) ->
     atomics:get(Counters, ?BODY_READERS).
 
 -spec init(bodypipe_http:config()) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
-init(#{ip := IP, port := Port, backlog := Backlog, reuseport := ReusePort,
+init(#{ip := IP, port := Port0, backlog := Backlog, reuseport := ReusePort,
        send_timeout := SendTimeout, acceptors := N} = Cfg) ->
-    Opts = [binary, {packet, raw}, {active, false}, {ip, IP}, {reuseaddr, true},
+    %% `fd': a listening socket opened by another process and inherited (the
+    %% `bodypipe serve' supervisor shares one socket among its worker VMs).
+    {Port, Where} = case maps:get(fd, Cfg, none) of
+                        none -> {Port0, [{ip, IP}]};
+                        Fd -> {0, [{fd, Fd}]}
+                    end,
+    Opts = [binary, {packet, raw}, {active, false}, {reuseaddr, true}] ++ Where ++ [
             {backlog, Backlog}, {nodelay, true},
             %% Socket reads while a head is awaited; bodies are read
             %% chunk_size at a time (bodypipe_http_conn). The kernel sizes
