@@ -43,6 +43,9 @@ pip_install() {
 # The demo's apps and the load comparison (Flask, gunicorn) run in the interpreter the NIF embeds,
 # which does not read a venv yet: demo/requirements.txt goes there.
 [ -f demo/requirements.txt ] && pip_install -r demo/requirements.txt
+# The Erlang suites' apps (Starlette, FastAPI, python-multipart, Django, Falcon, Bottle) run in that
+# same interpreter: erlang/test/requirements.txt goes there too.
+[ -f erlang/test/requirements.txt ] && pip_install -r erlang/test/requirements.txt
 
 # The binding's build and test tools go into the project venv (.venv), never into that interpreter:
 # maturin + zig for the portable wheel, auditwheel, mypy (stubtest), pytest.

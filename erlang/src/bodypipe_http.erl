@@ -19,14 +19,24 @@
 
 -export([start/1, start_link/1, stop/1, port/1, info/1, default_options/0]).
 
--export_type([options/0, config/0]).
+-export_type([options/0, config/0, mount_option/0, app/0]).
+
+-type mount_option() :: {interface, wsgi | asgi} | buffer_chunked | {buffer_chunked, boolean()}.
+%% Per mount: `{interface, asgi}' serves an ASGI 3 app (default `wsgi');
+%% `buffer_chunked' (WSGI only) reads a chunked body to its end, up to
+%% `max_body', before calling the app, which then gets `CONTENT_LENGTH' (for
+%% frameworks that read no body without one: Django, Falcon, Bottle).
+
+-type app() :: #{name := binary(), interface := wsgi | asgi, buffer_chunked := boolean()}.
+%% A loaded mount, as the routing gives it to the connection.
 
 -type options() :: #{name => atom(),
                      ip => inet:ip_address(),
                      port => inet:port_number(),
                      reuseport => boolean(),
                      backlog => pos_integer(),
-                     apps => [{Prefix :: binary(), AppSpec :: binary()}],
+                     apps => [{Prefix :: binary(), AppSpec :: binary()}
+                              | {Prefix :: binary(), AppSpec :: binary(), [mount_option()]}],
                      python_path => [file:filename_all()],
                      validate => boolean(),
                      max_body => non_neg_integer(),
@@ -51,7 +61,7 @@
 %% milliseconds.
 
 -type config() :: #{name := atom(),
-                    mounts := [{binary(), binary()}],
+                    mounts := [{binary(), app()}],
                     head_limits := map(),
                     chunk_limits := map(),
                     counters := atomics:atomics_ref(),
@@ -99,13 +109,14 @@ start(Opts) ->
                      start => {bodypipe_http_server, start_link, [Cfg]},
                      restart => temporary, shutdown => infinity, type => supervisor,
                      modules => [bodypipe_http_server]},
-            case supervisor:start_child(bodypipe_sup, Spec) of
-                {ok, Pid} -> {ok, Pid};
-                {error, {already_started, _}} = E -> E;
-                %% The start function's own error, with the child's description.
-                {error, {Reason, Child}} when element(1, Child) =:= child -> {error, Reason};
-                {error, _} = E -> E
-            end;
+            Started = case supervisor:start_child(bodypipe_sup, Spec) of
+                          {ok, Pid} -> {ok, Pid};
+                          {error, {already_started, _}} = E -> E;
+                          %% The start function's own error, with the child's description.
+                          {error, {Reason, Child}} when element(1, Child) =:= child -> {error, Reason};
+                          {error, _} = E -> E
+                      end,
+            not_started(Started, Cfg);
         {error, _} = E ->
             E
     end.
@@ -114,9 +125,17 @@ start(Opts) ->
 -spec start_link(options()) -> {ok, pid()} | {error, term()}.
 start_link(Opts) ->
     case prepare(Opts) of
-        {ok, Cfg} -> bodypipe_http_server:start_link(Cfg);
+        {ok, Cfg} -> not_started(bodypipe_http_server:start_link(Cfg), Cfg);
         {error, _} = E -> E
     end.
+
+%% A server that did not start after its ASGI apps' lifespan startup: their
+%% shutdown runs now (a running server's runs when it stops).
+not_started({ok, _} = Ok, _Cfg) ->
+    Ok;
+not_started({error, _} = Error, Cfg) ->
+    bodypipe_asgi_lifespan:shutdown(maps:get(lifespan, Cfg)),
+    Error.
 
 %% @doc Stops the server registered as `Name': closes the listening socket and
 %% ends every connection.
@@ -164,18 +183,37 @@ prepare(Opts0) ->
 
 load_apps(Name, Apps, Validate, Opts) ->
     %% Python registers each app as "Server Prefix" (several servers may run).
-    Loaded = [{P, AppName, bodypipe_wsgi:load(AppName, Spec, Validate)}
-              || {P0, Spec} <- Apps,
+    Loaded = [{P, App, load_app(App, Spec, Validate)}
+              || Mount <- Apps,
+                 {P0, Spec, MountOpts} <- [mount(Mount)],
                  P <- [bodypipe_http_target:normalize_prefix(P0)],
-                 AppName <- [<<(atom_to_binary(Name))/binary, " ", P/binary>>]],
+                 App <- [app(<<(atom_to_binary(Name))/binary, " ", P/binary>>, MountOpts)]],
     case [{P, E} || {P, _, {error, _} = E} <- Loaded] of
         [] ->
             Mounts = lists:sort(fun({A, _}, {B, _}) -> byte_size(A) >= byte_size(B) end,
-                                [{P, AppName} || {P, AppName, ok} <- Loaded]),
-            {ok, config(Opts, Mounts)};
+                                [{P, App} || {P, App, ok} <- Loaded]),
+            %% ASGI lifespan startups, in the order the apps were given.
+            Asgi = [{P, N} || {P, #{interface := asgi, name := N}, ok} <- Loaded],
+            case bodypipe_asgi_lifespan:startup(Asgi) of
+                ok -> {ok, (config(Opts, Mounts))#{lifespan => Asgi}};
+                {error, _} = E -> E
+            end;
         Errors ->
             {error, {load_failed, Errors}}
     end.
+
+mount({Prefix, Spec}) -> {Prefix, Spec, []};
+mount({_, _, _} = Mount) -> Mount.
+
+app(Name, MountOpts) ->
+    #{name => Name,
+      interface => proplists:get_value(interface, MountOpts, wsgi),
+      buffer_chunked => proplists:get_bool(buffer_chunked, MountOpts)}.
+
+load_app(#{interface := asgi, name := Name}, Spec, _Validate) ->
+    bodypipe_asgi:load(Name, Spec);
+load_app(#{name := Name}, Spec, Validate) ->
+    bodypipe_wsgi:load(Name, Spec, Validate).
 
 config(Opts, Mounts) ->
     #{max_request_line := Line, max_header_line := HeaderLine, max_headers := Headers,
@@ -216,7 +254,7 @@ valid(ip, V) -> is_tuple(V);
 valid(port, V) -> is_integer(V) andalso V >= 0 andalso V < 65536;
 valid(reuseport, V) -> is_boolean(V);
 valid(validate, V) -> is_boolean(V);
-valid(apps, V) -> is_list(V);
+valid(apps, V) -> is_list(V) andalso lists:all(fun valid_mount/1, V);
 valid(python_path, V) -> is_list(V);
 valid(max_body, V) -> is_integer(V) andalso V >= 0;
 valid(max_trailers, V) -> is_integer(V) andalso V >= 0;
@@ -225,3 +263,13 @@ valid(K, V) when K =:= header_timeout; K =:= body_timeout; K =:= keepalive_timeo
                  K =:= app_timeout; K =:= send_timeout ->
     V =:= infinity orelse (is_integer(V) andalso V > 0);
 valid(_, V) -> is_integer(V) andalso V > 0.
+
+valid_mount({_, _}) -> true;
+valid_mount({_, _, MountOpts}) ->
+    is_list(MountOpts)
+        andalso lists:all(fun({interface, I}) -> I =:= wsgi orelse I =:= asgi;
+                             (buffer_chunked) -> true;
+                             ({buffer_chunked, B}) -> is_boolean(B);
+                             (_) -> false
+                          end, MountOpts);
+valid_mount(_) -> false.

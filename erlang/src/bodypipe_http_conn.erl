@@ -49,6 +49,7 @@
 
 -record(x, {c :: #c{},
             method :: binary(),
+            target :: binary(),
             version :: {1, 0 | 1},
             keep_alive :: boolean(),
             buf :: py_buffer:buffer(),
@@ -56,7 +57,8 @@
             blocked = false :: false | binary(),   % body bytes waiting for room
             rest = <<>> :: binary(),               % bytes after the body
             body_deadline = infinity :: integer() | infinity,
-            app :: {run, reference()} | {step, reference(), py:pyobj()} | done,
+            app :: {run, reference()} | {step, reference(), py:pyobj()} | done
+                 | {deferred, fun((map()) -> {ok, reference()} | {error, term()}), map()},
             app_deadline = infinity :: integer() | infinity,
             resp = none :: none | {sent, bodypipe_http_response:framing()} | over,
             sock = open :: open | draining | closed,
@@ -272,16 +274,25 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                               {length, N} -> {N, {fixed, N}};
                               chunked -> {undefined, {chunked, bodypipe_http_parser:chunked_new(ChunkLimits)}}
                           end,
-    {ok, Buf} = py_buffer:new(#{content_length => Length, max_buffered => MaxBuffered,
-                                max_size => MaxBody}),
+    %% A buffer_chunked mount: the whole chunked body is read before the app
+    %% is called (so it can be given a CONTENT_LENGTH), into an unbounded
+    %% buffer (max_body still caps it), not a ring the app is not reading yet.
+    Buffered = maps:get(buffer_chunked, App) andalso Body =:= chunked
+                   andalso maps:get(interface, App) =:= wsgi,
+    {ok, Buf} = case Buffered of
+                    true -> py_buffer:new(#{max_size => MaxBody});
+                    false -> py_buffer:new(#{content_length => Length, max_buffered => MaxBuffered,
+                                             max_size => MaxBody})
+                end,
     %% 100 Continue at body start: the request passed every check that does
     %% not need the body; the client has not sent any of it yet.
     _ = case Continue andalso Version =:= {1, 1} andalso BodyState =/= done andalso Rest =:= <<>> of
             true -> gen_tcp:send(Sock, <<"HTTP/1.1 100 Continue\r\n\r\n">>);
             false -> ok
         end,
-    Environ = bodypipe_wsgi:environ(Head, Route, Buf, Info),
-    X0 = #x{c = C, method = Method, version = Version, keep_alive = KeepAlive, buf = Buf,
+    Call = fun(H) -> call_app(App, H, Route, Buf, Info) end,
+    X0 = #x{c = C, method = Method, target = maps:get(target, Head), version = Version,
+            keep_alive = KeepAlive, buf = Buf,
             body = BodyState, app = done, app_deadline = deadline(AppTimeout)},
     X1 = case BodyState of
              done ->
@@ -294,7 +305,25 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                      false -> X0
                  end
          end,
-    case bodypipe_wsgi:run_async(App, Environ) of
+    case Buffered of
+        true ->
+            X2 = X1#x{app = {deferred, Call, Head}},
+            loop(case Rest of
+                     <<>> -> arm(X2);
+                     _ -> feed(X2, Rest)
+                 end);
+        false ->
+            start_app(C, X1, Call(Head), BodyState, Rest)
+    end.
+
+%% The application's call: WSGI or ASGI (both answer as bodypipe_wsgi describes).
+call_app(#{interface := asgi, name := Name}, Head, Route, Buf, Info) ->
+    bodypipe_asgi:run_async(Name, bodypipe_asgi:scope(Head, Route, Info), Buf);
+call_app(#{name := Name}, Head, Route, Buf, Info) ->
+    bodypipe_wsgi:run_async(Name, bodypipe_wsgi:environ(Head, Route, Buf, Info)).
+
+start_app(#c{cfg = Cfg} = C, #x{buf = Buf, version = Version} = X1, Started, BodyState, Rest) ->
+    case Started of
         {ok, Ref} ->
             X2 = X1#x{app = {run, Ref}},
             X3 = case BodyState of
@@ -304,7 +333,7 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                  end,
             loop(X3);
         {error, Reason} ->
-            logger:error("bodypipe_http: cannot call the WSGI host: ~tp", [Reason]),
+            logger:error("bodypipe_http: cannot call the Python host: ~tp", [Reason]),
             py_buffer:abort(Buf, host_failed),
             release_reader(Cfg),
             reject(C, 500, host_failed, Version)
@@ -316,7 +345,10 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
 loop(#x{app = done} = X) ->
     finish(X);
 loop(#x{c = #c{sock = Sock}, buf = Buf, app = App} = X) ->
-    AppRef = element(2, App),
+    AppRef = case App of
+                 {deferred, _, _} -> no_call_yet;
+                 _ -> element(2, App)
+             end,
     receive
         {tcp, Sock, Data} ->
             loop(data(X, Data));
@@ -393,7 +425,26 @@ arm(#x{c = #c{sock = Sock, cfg = #{body_timeout := T}}} = X) ->
 body_done(#x{buf = Buf, c = #c{cfg = Cfg}} = X) ->
     py_buffer:close(Buf),
     release_reader(Cfg),
-    X#x{body = done, body_deadline = infinity}.
+    call_deferred(X#x{body = done, body_deadline = infinity}).
+
+%% A buffer_chunked mount: the body is all there, the app is called with its
+%% length (its environ has CONTENT_LENGTH and, as always, no
+%% HTTP_TRANSFER_ENCODING: the app reads the de-chunked bytes).
+call_deferred(#x{app = {deferred, Call, Head}, buf = Buf} = X) ->
+    #{written := N} = py_buffer:info(Buf),
+    case Call(Head#{body := {length, N}}) of
+        {ok, Ref} ->
+            X#x{app = {run, Ref}};
+        {error, Reason} ->
+            logger:error("bodypipe_http: cannot call the Python host: ~tp", [Reason]),
+            fail(X#x{app = done}, 500, host_failed)
+    end;
+call_deferred(X) ->
+    X.
+
+%% The body ended badly before a buffer_chunked app was called: it never is.
+not_called(#x{app = {deferred, _, _}} = X) -> X#x{app = done};
+not_called(X) -> X.
 
 %% The application closed wsgi.input: the rest of the body is not read.
 body_unread(#x{c = #c{cfg = Cfg}} = X) ->
@@ -405,12 +456,18 @@ body_unread(#x{c = #c{cfg = Cfg}} = X) ->
 body_failed(#x{buf = Buf, c = #c{cfg = Cfg}} = X, Status, Reason) ->
     py_buffer:abort(Buf, Reason),
     release_reader(Cfg),
-    fail(X#x{body = failed, blocked = false, body_deadline = infinity}, Status, Reason).
+    fail(not_called(X#x{body = failed, blocked = false, body_deadline = infinity}), Status, Reason).
 
-disconnected(#x{body = {_, _}, buf = Buf, c = #c{cfg = Cfg}} = X) ->
+%% The client went away mid-body: one line in the log, no error response
+%% (there is nobody to read it); the app's reads raise BodyAborted, which the
+%% hosts treat as the end of the request, not as the app's error.
+disconnected(#x{body = {_, _}, buf = Buf, c = #c{cfg = Cfg}, method = Method, target = Target} = X) ->
+    #{written := N} = py_buffer:info(Buf),
+    logger:notice("bodypipe_http: ~ts ~ts: client went away after ~b bytes of the request body",
+                  [Method, Target, N]),
     py_buffer:abort(Buf, client_disconnected),
     release_reader(Cfg),
-    close_socket(X#x{body = disconnected, blocked = false, body_deadline = infinity});
+    close_socket(not_called(X#x{body = disconnected, blocked = false, body_deadline = infinity}));
 disconnected(X) ->
     close_socket(X).
 

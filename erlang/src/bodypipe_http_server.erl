@@ -85,7 +85,13 @@ init(#{ip := IP, port := Port, backlog := Backlog, reuseport := ReusePort,
                            restart => permanent, shutdown => brutal_kill, type => worker,
                            modules => [bodypipe_http_acceptor]}
                          || I <- lists:seq(1, N)],
-            {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Acceptors}};
+            %% The ASGI apps' lifespan (started by bodypipe_http before the
+            %% socket was opened): its shutdown comes after the last connection.
+            Lifespan = case maps:get(lifespan, Cfg, []) of
+                           [] -> [];
+                           Asgi -> [bodypipe_asgi_lifespan:child_spec(Asgi)]
+                       end,
+            {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Lifespan ++ Acceptors}};
         {error, Reason} ->
             %% start_link returns {error, {listen, Reason}}.
             exit({listen, Reason})
