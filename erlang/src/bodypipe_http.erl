@@ -17,7 +17,7 @@
 %% '''
 -module(bodypipe_http).
 
--export([start/1, start_link/1, stop/1, port/1, info/1, default_options/0]).
+-export([start/1, start_link/1, stop/1, port/1, info/1, requests/1, default_options/0]).
 
 -export_type([options/0, config/0, mount_option/0, app/0]).
 
@@ -56,7 +56,8 @@
                      body_timeout => timeout(),
                      keepalive_timeout => timeout(),
                      app_timeout => timeout(),
-                     send_timeout => timeout()}.
+                     send_timeout => timeout(),
+                     admin => boolean()}.
 %% Described with their defaults in erlang/README.md ("Options"). Times are in
 %% milliseconds.
 
@@ -97,7 +98,8 @@ default_options() ->
       body_timeout => 30000,
       keepalive_timeout => 5000,
       app_timeout => infinity,
-      send_timeout => 30000}.
+      send_timeout => 30000,
+      admin => false}.
 
 %% @doc Starts a server under the `bodypipe' application's supervisor (not
 %% linked to the caller); see `options()'.
@@ -163,6 +165,15 @@ port(Name) ->
                         max_body_readers := pos_integer(), port := inet:port_number()}.
 info(Name) ->
     bodypipe_http_server:info(Name).
+
+%% @doc Upload progress: the requests the server `Name' is serving, oldest
+%% first, with the bytes of each body received so far and expected
+%% (`undefined' for a chunked body). The same list is served as JSON at
+%% `/_bodypipe/requests', with Prometheus metrics at `/_bodypipe/metrics',
+%% when the server's `admin' option is true (see `bodypipe_http_admin').
+-spec requests(atom()) -> [bodypipe_http_admin:request()].
+requests(Name) ->
+    bodypipe_http_server:requests(Name).
 
 %% ---------------------------------------------------------------------------
 
@@ -253,6 +264,7 @@ valid(name, V) -> is_atom(V);
 valid(ip, V) -> is_tuple(V);
 valid(port, V) -> is_integer(V) andalso V >= 0 andalso V < 65536;
 valid(reuseport, V) -> is_boolean(V);
+valid(admin, V) -> is_boolean(V);
 valid(validate, V) -> is_boolean(V);
 valid(apps, V) -> is_list(V) andalso lists:all(fun valid_mount/1, V);
 valid(python_path, V) -> is_list(V);

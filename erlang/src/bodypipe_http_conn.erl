@@ -97,6 +97,7 @@ init(#{counters := Counters} = Cfg) ->
         end
     after
         release_reader(Cfg),
+        bodypipe_http_admin:untrack(maps:get(requests, Cfg, undefined)),
         bodypipe_http_server:connection_closed(Counters)
     end.
 
@@ -208,32 +209,41 @@ parse_copy(#c{cfg = #{head_limits := Limits}} = C, Acc) ->
 %% ---------------------------------------------------------------------------
 %% Before the body.
 
-request(#c{cfg = Cfg} = C, #{method := Method, target := Target, version := Version,
-                             body := Body} = Head, Rest) ->
-    #{mounts := Mounts, max_body := MaxBody} = Cfg,
+request(#c{cfg = Cfg} = C, #{method := Method, target := Target, version := Version} = Head,
+        Rest) ->
     case bodypipe_http_target:parse(Method, Target) of
         {error, Reason} ->
             reject(C, 400, Reason, Version);
-        {ok, #{path := Path, query := Query}} ->
-            case bodypipe_http_target:route(Path, Mounts) of
-                nomatch ->
-                    not_found(C, Head, Rest);
-                {App, ScriptName, PathInfo} ->
-                    case {too_large(Body, MaxBody), has_body(Body)} of
-                        {true, _} ->
-                            %% Refused before reading (and before 100 Continue).
-                            reject(C, 413, body_too_large, Version);
-                        {false, true} ->
-                            case acquire_reader(Cfg) of
-                                true ->
-                                    start(C, Head, Rest, App, {ScriptName, PathInfo, Query});
-                                false ->
-                                    reject(C, 503, too_many_body_readers, Version,
-                                           [{<<"Retry-After">>, <<"1">>}])
-                            end;
-                        {false, false} ->
-                            start(C, Head, Rest, App, {ScriptName, PathInfo, Query})
-                    end
+        {ok, #{path := Path} = Parsed} when map_get(admin, Cfg) ->
+            case bodypipe_http_admin:handle(Method, Path, Cfg) of
+                nomatch -> route(C, Head, Rest, Parsed);
+                {Status, Type, Text} -> answer(C, Head, Rest, Status, Type, Text)
+            end;
+        {ok, Parsed} ->
+            route(C, Head, Rest, Parsed)
+    end.
+
+route(#c{cfg = Cfg} = C, #{version := Version, body := Body} = Head, Rest,
+      #{path := Path, query := Query}) ->
+    #{mounts := Mounts, max_body := MaxBody} = Cfg,
+    case bodypipe_http_target:route(Path, Mounts) of
+        nomatch ->
+            not_found(C, Head, Rest);
+        {App, ScriptName, PathInfo} ->
+            case {too_large(Body, MaxBody), has_body(Body)} of
+                {true, _} ->
+                    %% Refused before reading (and before 100 Continue).
+                    reject(C, 413, body_too_large, Version);
+                {false, true} ->
+                    case acquire_reader(Cfg) of
+                        true ->
+                            start(C, Head, Rest, App, {ScriptName, PathInfo, Query});
+                        false ->
+                            reject(C, 503, too_many_body_readers, Version,
+                                   [{<<"Retry-After">>, <<"1">>}])
+                    end;
+                {false, false} ->
+                    start(C, Head, Rest, App, {ScriptName, PathInfo, Query})
             end
     end.
 
@@ -244,23 +254,30 @@ has_body(chunked) -> true;
 has_body({length, N}) -> N > 0;
 has_body(none) -> false.
 
-not_found(C, #{body := Body, version := Version, keep_alive := KeepAlive, method := Method},
-          Rest) ->
+not_found(C, #{body := Body, version := Version, keep_alive := KeepAlive} = Head, Rest) ->
     case has_body(Body) orelse not KeepAlive of
         true ->
             reject(C, 404, no_mount, Version);
         false ->
-            Text = <<"no application mounted here\n">>,
-            Headers = [{<<"Content-Type">>, <<"text/plain; charset=utf-8">>},
-                       {<<"Content-Length">>, integer_to_binary(byte_size(Text))}],
-            Framing = bodypipe_http_response:framing(Method, Version, <<"404">>, Headers),
-            {Bytes, _, _} = bodypipe_http_response:body(Framing, Text),
-            case gen_tcp:send(C#c.sock,
-                              [bodypipe_http_response:head(<<"404 Not Found">>, Headers, Framing,
-                                                           true, Version), Bytes]) of
-                ok -> next_request(C, Rest);
-                {error, _} -> close(C)
-            end
+            answer(C, Head, Rest, <<"404 Not Found">>, <<"text/plain; charset=utf-8">>,
+                   <<"no application mounted here\n">>)
+    end.
+
+%% A response of the server's own to a request without a body (or, closing
+%% the connection, with one: the body is not read).
+answer(C, #{body := Body, version := Version, keep_alive := KeepAlive, method := Method},
+       Rest, Status, Type, Text0) ->
+    Text = iolist_to_binary(Text0),
+    Keep = KeepAlive andalso not has_body(Body),
+    Headers = [{<<"Content-Type">>, Type},
+               {<<"Content-Length">>, integer_to_binary(byte_size(Text))}],
+    Framing = bodypipe_http_response:framing(Method, Version, Status, Headers),
+    {Bytes, _, _} = bodypipe_http_response:body(Framing, Text),
+    case gen_tcp:send(C#c.sock, [bodypipe_http_response:head(Status, Headers, Framing, Keep,
+                                                             Version), Bytes]) of
+        ok when Keep -> next_request(C, Rest);
+        ok -> _ = gen_tcp:shutdown(C#c.sock, write), drain(C, deadline(?DRAIN_MS), ?DRAIN_BYTES);
+        {error, _} -> close(C)
     end.
 
 start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
@@ -291,6 +308,8 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
             false -> ok
         end,
     Call = fun(H) -> call_app(App, H, Route, Buf, Info) end,
+    bodypipe_http_admin:track(maps:get(requests, Cfg, undefined), Method, maps:get(target, Head),
+                              Buf, Length),
     X0 = #x{c = C, method = Method, target = maps:get(target, Head), version = Version,
             keep_alive = KeepAlive, buf = Buf,
             body = BodyState, app = done, app_deadline = deadline(AppTimeout)},
@@ -612,6 +631,7 @@ complete(X) ->
 finish(#x{c = #c{cfg = Cfg}} = X) ->
     %% The application is done with the body, read or not.
     release_reader(Cfg),
+    bodypipe_http_admin:untrack(maps:get(requests, Cfg, undefined)),
     finish_connection(X).
 
 finish_connection(#x{sock = closed}) ->

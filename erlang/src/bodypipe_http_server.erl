@@ -10,7 +10,7 @@
 -module(bodypipe_http_server).
 -behaviour(supervisor).
 
--export([start_link/1, port/1, info/1, new_counters/0]).
+-export([start_link/1, port/1, info/1, requests/1, new_counters/0]).
 -export([connections/1, body_readers/1, connection_opened/1, connection_closed/1]).
 -export([init/1]).
 
@@ -37,6 +37,12 @@ info(Name) ->
     {ok, Port} = inet:port(LSock),
     #{connections => connections(Counters), body_readers => body_readers(Counters),
       max_body_readers => Max, port => Port}.
+
+%% @doc See `bodypipe_http:requests/1'.
+-spec requests(atom()) -> [bodypipe_http_admin:request()].
+requests(Name) ->
+    {ok, #{start := {_, _, [_, #{requests := Tab}]}}} = supervisor:get_childspec(Name, {acceptor, 1}),
+    bodypipe_http_admin:requests(Tab).
 
 %% @doc The counters shared by a server's processes: open connections and
 %% requests whose body is being read (see `bodypipe_http_conn').
@@ -65,7 +71,10 @@ body_readers(Counters) ->
 
 -spec init(bodypipe_http:config()) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init(#{ip := IP, port := Port, backlog := Backlog, reuseport := ReusePort,
-       send_timeout := SendTimeout, acceptors := N} = Cfg) ->
+       send_timeout := SendTimeout, acceptors := N} = Cfg0) ->
+    %% The requests in progress (upload progress): owned by this supervisor,
+    %% so the table lives exactly as long as the server.
+    Cfg = Cfg0#{requests => bodypipe_http_admin:new_registry()},
     Opts = [binary, {packet, raw}, {active, false}, {ip, IP}, {reuseaddr, true},
             {backlog, Backlog}, {nodelay, true},
             %% Socket reads while a head is awaited; bodies are read

@@ -30,6 +30,9 @@ block per call, ``None`` at the end) and ``close()`` when it will take no more.
   body or the connection took no more (the client went away, a 413) is the server's decision,
   not the app's bug: no traceback, no 500 (the server has answered or the client is gone).
 
+``scope["extensions"]["bodypipe.progress"]`` is the body's upload progress
+(``bodypipe_progress.Progress``).
+
 The headers are the client's, as they came (lowercase names): a chunked body keeps its
 ``transfer-encoding: chunked`` and gets no ``content-length``; ASGI apps need no length, since
 ``more_body`` says where the body ends.
@@ -44,6 +47,7 @@ import threading
 import traceback
 
 from bodypipe import BodyAborted
+from bodypipe_progress import Progress
 
 __all__ = ["load", "run", "startup", "shutdown", "Call", "ClientDisconnected", "MAX_BLOCK",
            "READ_SIZE"]
@@ -454,7 +458,7 @@ class Call:
             self.loop.call_soon_threadsafe(self._close_on_loop, False)
 
 
-def _scope(req, entry):
+def _scope(req, entry, buf):
     """The http scope of a request described by Erlang (``bodypipe_asgi:scope/3``)."""
     root = req["root_path"].decode("utf-8", "surrogateescape")
     path_info = req["path_info"].decode("utf-8", "surrogateescape")
@@ -472,6 +476,7 @@ def _scope(req, entry):
         "client": (req["client"][0].decode(), req["client"][1]) if req["client"] else None,
         "server": (req["server"][0].decode(), req["server"][1]),
         "state": dict(entry.state),
+        "extensions": {"bodypipe.progress": Progress(buf)},
     }
 
 
@@ -479,6 +484,6 @@ def run(name, req, buf):
     """Start app ``name`` on the request ``req`` whose body is ``buf``; see the module docs."""
     entry = _apps[_text(name)]
     lp = loop()
-    call = Call(entry.app, _scope(req, entry), buf, lp)
+    call = Call(entry.app, _scope(req, entry, buf), buf, lp)
     lp.call_soon_threadsafe(call._start)
     return call.first()

@@ -25,6 +25,9 @@ answer, and it logs that in one line of its own. So an app that then lets ``Body
 gets no traceback and no 500 (a quiet 400 that the server drops), and ``wsgi.errors`` (an
 :class:`ErrorStream` over ``sys.stderr``) drops what the app writes about it once the body is
 aborted: the tracebacks Flask, Falcon and Bottle log for the exception they caught.
+
+``environ["bodypipe.progress"]`` is the body's upload progress (``bodypipe_progress.Progress``:
+``received``, ``expected``, ``done``).
 """
 
 import collections
@@ -36,6 +39,7 @@ import traceback
 import warnings
 
 from bodypipe import BodyAborted
+from bodypipe_progress import Progress
 
 __all__ = ["load", "run", "Response", "ErrorStream", "MAX_BLOCK"]
 
@@ -309,6 +313,9 @@ def run(name, environ):
             environ[key] = value.decode("latin-1")
     body = environ.get("wsgi.input")
     environ["wsgi.errors"] = ErrorStream(body)
+    if body is not None:
+        length = environ.get("CONTENT_LENGTH")
+        environ["bodypipe.progress"] = Progress(body, int(length) if length else None)
     environ["wsgi.version"] = (1, 0)
     if isinstance(name, bytes):
         name = name.decode()
