@@ -315,7 +315,7 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
             body = BodyState, app = done, app_deadline = deadline(AppTimeout)},
     X1 = case BodyState of
              done ->
-                 py_buffer:close(Buf),
+                 _ = py_buffer:close(Buf),
                  X0#x{rest = Rest};
              _ ->
                  ChunkSize = maps:get(chunk_size, Cfg),
@@ -442,7 +442,7 @@ arm(#x{c = #c{sock = Sock, cfg = #{body_timeout := T}}} = X) ->
     X#x{body_deadline = deadline(T)}.
 
 body_done(#x{buf = Buf, c = #c{cfg = Cfg}} = X) ->
-    py_buffer:close(Buf),
+    _ = py_buffer:close(Buf),
     release_reader(Cfg),
     call_deferred(X#x{body = done, body_deadline = infinity}).
 
