@@ -14,7 +14,7 @@
 -export([starlette_stream_fixed/1, starlette_stream_chunked/1, starlette_multipart/1,
          fastapi_multipart/1, fastapi_stream_fixed_and_chunked/1, streamed_response/1,
          raw_echo_flow_control/1, disconnect_mid_body/1, lifespan/1, lifespan_failure/1,
-         app_errors/1, keep_alive_mixed/1]).
+         app_errors/1, keep_alive_mixed/1, send_waits_for_the_client/1]).
 
 -import(bodypipe_http_curl, [curl/3, curl/4, random_file/3, expected/1, json/1]).
 
@@ -26,7 +26,8 @@ suite() ->
 all() ->
     [starlette_stream_fixed, starlette_stream_chunked, starlette_multipart, fastapi_multipart,
      fastapi_stream_fixed_and_chunked, streamed_response, raw_echo_flow_control,
-     disconnect_mid_body, app_errors, keep_alive_mixed, lifespan, lifespan_failure].
+     disconnect_mid_body, app_errors, keep_alive_mixed, send_waits_for_the_client, lifespan,
+     lifespan_failure].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(bodypipe),
@@ -187,6 +188,45 @@ keep_alive_mixed(Config) ->
     ?assertEqual(<<"abcde">>, B3),
     #{status := 200} = Req(<<"GET /s/state HTTP/1.1\r\nHost: x\r\n\r\n">>),
     gen_tcp:close(S).
+
+send_waits_for_the_client(Config) ->
+    %% A client that reads nothing: the app's send() stops returning once the
+    %% kernel's socket buffers are full (a few MiB), never 200 MiB ahead.
+    Blocks = 200,
+    S = bodypipe_http_test_client:connect(port(Config), [{recbuf, 65536}]),
+    ok = gen_tcp:send(S, <<"GET /raw/flood?", (integer_to_binary(Blocks))/binary,
+                           " HTTP/1.1\r\nHost: x\r\n\r\n">>),
+    ok = bodypipe_http_test_client:wait_until(
+           fun() -> {ok, N} = py:call(bp_asgi_apps, sent, []), N >= 2 end, 400),
+    %% Give a broken flow control every chance to show (this can only make
+    %% the check below stricter, never flaky).
+    timer:sleep(1000),
+    {ok, Ahead} = py:call(bp_asgi_apps, sent, []),
+    ct:pal("sends done while the client read nothing: ~b of ~b", [Ahead, Blocks]),
+    ?assert(Ahead < 40),
+    %% Now read it all: every block arrives, every send returns.
+    Total = Blocks bsl 20,
+    ?assertEqual(Total, read_body(S, Total)),
+    ok = bodypipe_http_test_client:wait_until(
+           fun() -> {ok, N} = py:call(bp_asgi_apps, sent, []), N =:= Blocks end, 400),
+    gen_tcp:close(S).
+
+%% Reads a response head and `Len' body bytes from `S'; returns the count.
+read_body(S, Len) ->
+    {ok, Data} = gen_tcp:recv(S, 0, 10000),
+    case binary:split(Data, <<"\r\n\r\n">>) of
+        [Head, Rest] ->
+            ?assertMatch(<<"HTTP/1.1 200", _/binary>>, Head),
+            count(S, Len, byte_size(Rest));
+        [_] ->
+            error({no_head_in_first_read, Data})
+    end.
+
+count(_S, Len, Got) when Got >= Len ->
+    Got;
+count(S, Len, Got) ->
+    {ok, Data} = gen_tcp:recv(S, 0, 10000),
+    count(S, Len, Got + byte_size(Data)).
 
 lifespan(Config) ->
     %% init_per_testcase started the server: every app with lifespan support

@@ -143,6 +143,9 @@ async def raw_app(scope, receive, send):
                 _record("shutdown", "raw")
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["path"] == "/raw/flood":
+        await _flood(send, int(scope["query_string"]))
+        return
     events = []
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/octet-stream")]})
@@ -179,3 +182,22 @@ async def failing_startup(scope, receive, send):
     assert scope["type"] == "lifespan"
     await receive()
     await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+
+
+FLOOD_BLOCK = 1 << 20
+
+
+async def _flood(send, blocks):
+    """Sends `blocks` blocks of 1 MiB as fast as send() lets it, counting the sends done."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"%d" % (blocks * FLOOD_BLOCK))]})
+    block = b"f" * FLOOD_BLOCK
+    for i in range(blocks):
+        await send({"type": "http.response.body", "body": block, "more_body": i < blocks - 1})
+        _record("sent", i + 1)
+
+
+def sent():
+    """How many flood blocks send() has returned for."""
+    with _lock:
+        return max([n for kind, n in _log if kind == "sent"], default=0)
