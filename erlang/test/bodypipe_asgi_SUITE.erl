@@ -118,7 +118,19 @@ streamed_response(Config) ->
     {ok, #{status := 200, body := Small} = R} = bodypipe_http_test_client:response(S, 10000),
     ?assertEqual(<<"chunked">>, bodypipe_http_test_client:header(<<"transfer-encoding">>, R)),
     ?assertEqual(<<"0000000000000000", "0000000100000001", "0000000200000002">>, Small),
-    gen_tcp:close(S).
+    gen_tcp:close(S),
+    %% One 5 MiB body in a single send (sliced into 1 MiB blocks by the
+    %% host), with its Content-Length, then another request on the same
+    %% connection.
+    {200, Big} = curl(port(Config), [], "/s/big?size=5242880"),
+    ?assert(binary:copy(list_to_binary(lists:seq(0, 255)), 5242880 div 256) =:= Big),
+    Url = "http://127.0.0.1:" ++ integer_to_list(port(Config)),
+    {0, Out} = bodypipe_http_curl:run("curl", ["-sS", "-v", "-o", "/dev/null",
+                                               Url ++ "/s/big?size=5242880",
+                                               "-o", "/dev/null", Url ++ "/s/state"], 60000),
+    ?assertMatch({_, _}, binary:match(Out, <<"Re-using existing connection">>)),
+    ?assertEqual(2, length(binary:matches(Out, <<"< HTTP/1.1 200 OK">>))),
+    ?assertMatch({_, _}, binary:match(Out, <<"< content-length: 5242880">>)).
 
 raw_echo_flow_control(Config) ->
     %% The app echoes each body event as a block while the body still

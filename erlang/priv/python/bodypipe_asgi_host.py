@@ -40,6 +40,7 @@ The headers are the client's, as they came (lowercase names): a chunked body kee
 
 import asyncio
 import http
+import importlib
 import queue
 import re
 import sys
@@ -49,8 +50,8 @@ import traceback
 from bodypipe import BodyAborted
 from bodypipe_progress import Progress
 
-__all__ = ["load", "run", "startup", "shutdown", "Call", "ClientDisconnected", "MAX_BLOCK",
-           "READ_SIZE"]
+__all__ = ["load", "loop", "run", "startup", "shutdown", "Call", "ClientDisconnected",
+           "MAX_BLOCK", "READ_SIZE"]
 
 # Largest block handed to Erlang at once (a larger one goes over several steps, as in the WSGI
 # host), and the largest http.request event.
@@ -119,8 +120,6 @@ def load(name, spec):
     register it as ``name``. Starts the loop."""
     name, spec = _text(name), _text(spec)
     mod, _, attr = spec.partition(":")
-    import importlib
-
     app = importlib.import_module(mod)
     for part in (attr or "app").split("."):
         app = getattr(app, part)
@@ -394,6 +393,8 @@ class Call:
         """(chunks, more) for a block just taken from the loop."""
         if len(data) > MAX_BLOCK:
             self.pending = (memoryview(data), MAX_BLOCK, more)
+            if not more:
+                self._complete()  # the rest is in pending; done once it is taken
             return [data[:MAX_BLOCK]], self
         if not more:
             self._complete()

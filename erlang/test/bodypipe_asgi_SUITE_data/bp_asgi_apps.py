@@ -10,7 +10,7 @@ import threading
 from fastapi import FastAPI, File, Form, Request as FastRequest, UploadFile
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 _lock = threading.Lock()
@@ -85,6 +85,12 @@ async def stream(request):
     return StreamingResponse(gen(), media_type="application/octet-stream")
 
 
+async def big(request):
+    """One response body of `size` bytes in a single send (more than the host's 1 MiB block)."""
+    size = int(request.query_params["size"])
+    return Response(bytes(range(256)) * (size // 256), media_type="application/octet-stream")
+
+
 async def slow_reader(request):
     """Records the body's first event, then reads until the stream ends or the client goes."""
     got = 0
@@ -103,6 +109,7 @@ starlette_app = Starlette(
             Route("/form", form, methods=["POST"]),
             Route("/state", state),
             Route("/stream", stream),
+            Route("/big", big),
             Route("/slow", slow_reader, methods=["POST", "PUT"])],
     lifespan=_lifespan,
 )
