@@ -14,7 +14,7 @@
 -export([starlette_stream_fixed/1, starlette_stream_chunked/1, starlette_multipart/1,
          fastapi_multipart/1, fastapi_stream_fixed_and_chunked/1, streamed_response/1,
          raw_echo_flow_control/1, disconnect_mid_body/1, lifespan/1, lifespan_failure/1,
-         app_errors/1, keep_alive_mixed/1, send_waits_for_the_client/1]).
+         app_errors/1, keep_alive_mixed/1, send_waits_for_the_client/1, one_loop/1]).
 
 -import(bodypipe_http_curl, [curl/3, curl/4, random_file/3, expected/1, json/1]).
 
@@ -26,7 +26,7 @@ suite() ->
 all() ->
     [starlette_stream_fixed, starlette_stream_chunked, starlette_multipart, fastapi_multipart,
      fastapi_stream_fixed_and_chunked, streamed_response, raw_echo_flow_control,
-     disconnect_mid_body, app_errors, keep_alive_mixed, send_waits_for_the_client, lifespan,
+     disconnect_mid_body, app_errors, keep_alive_mixed, send_waits_for_the_client, one_loop, lifespan,
      lifespan_failure].
 
 init_per_suite(Config) ->
@@ -239,6 +239,17 @@ count(_S, Len, Got) when Got >= Len ->
 count(S, Len, Got) ->
     {ok, Data} = gen_tcp:recv(S, 0, 10000),
     count(S, Len, Got + byte_size(Data)).
+
+one_loop(Config) ->
+    %% Every request of every ASGI app runs on the interpreter's one loop, on
+    %% its own thread; uvloop's when uvloop is installed (setup.sh installs it).
+    {ok, HasUvloop} = py:eval(py:context(default),
+                              <<"__import__('importlib.util').util.find_spec('uvloop') is not None">>),
+    Infos = [json(B) || _ <- lists:seq(1, 5), {200, B} <- [curl(port(Config), [], "/s/loop")]],
+    [#{<<"loop_id">> := Id} | _] = Infos,
+    Module = case HasUvloop of true -> <<"uvloop">>; false -> <<"asyncio">> end,
+    ?assertEqual(lists:duplicate(5, #{<<"module">> => Module, <<"loop_id">> => Id,
+                                      <<"thread">> => <<"bodypipe-asgi">>}), Infos).
 
 lifespan(Config) ->
     %% init_per_testcase started the server: every app with lifespan support

@@ -85,6 +85,15 @@ async def stream(request):
     return StreamingResponse(gen(), media_type="application/octet-stream")
 
 
+async def loop_info(request):
+    """Which loop runs the app, on which thread."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    return JSONResponse({"module": type(loop).__module__.split(".")[0], "loop_id": id(loop),
+                         "thread": threading.current_thread().name})
+
+
 async def big(request):
     """One response body of `size` bytes in a single send (more than the host's 1 MiB block)."""
     size = int(request.query_params["size"])
@@ -110,6 +119,7 @@ starlette_app = Starlette(
             Route("/state", state),
             Route("/stream", stream),
             Route("/big", big),
+            Route("/loop", loop_info),
             Route("/slow", slow_reader, methods=["POST", "PUT"])],
     lifespan=_lifespan,
 )
