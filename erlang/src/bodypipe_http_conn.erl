@@ -15,7 +15,12 @@
 %%    route (404), `max_body' against the Content-Length (413), and a free
 %%    body-reader slot for a request with a body (503 + `Retry-After'). Then
 %%    `100 Continue' if the client asked for it, and the application is started
-%%    (`bodypipe_wsgi:run_async/2') with the ring-mode buffer as `wsgi.input'.
+%%    (`bodypipe_wsgi:run_async/2', or `bodypipe_asgi:run_async/3' for an ASGI
+%%    mount: both answer alike) with the ring-mode buffer as its body. A
+%%    `buffer_chunked' WSGI mount with a chunked body is started only once the
+%%    whole body is in an unbounded buffer, with its CONTENT_LENGTH.
+%%    With the `admin' option, `/_bodypipe/' paths are answered here
+%%    (`bodypipe_http_admin').
 %% 3. The exchange: one `receive' loop streams the body from the socket
 %%    (`{active, once}') into the buffer, fixed-length with `py_buffer:write/2'
 %%    (bytes past the Content-Length are kept for the next request) or chunked
