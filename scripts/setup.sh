@@ -36,13 +36,16 @@ fi
 #   (stubtest), pytest;
 # - the demo's apps and the load comparison (Flask, gunicorn): `bodypipe serve --venv .venv`
 #   (scripts/demo.sh, scripts/load.sh) and the Erlang tests (erlang/test.sh puts .venv/bin first
-#   on PATH, where the embedded interpreter looks for its prefix) use the venv's site-packages.
+#   on PATH, where the embedded interpreter looks for its prefix) use the venv's site-packages;
+# - the Erlang suites' apps (Starlette, FastAPI, python-multipart, Django, Falcon, Bottle, uvloop:
+#   erlang/bodypipe_http/test/requirements.txt), in that same venv for the same reason.
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating the project venv .venv"
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r python/requirements-dev.txt
 .venv/bin/python -m pip install -q --disable-pip-version-check -r demo/requirements.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r erlang/bodypipe_http/test/requirements.txt
 # pyright fetches its own JavaScript package (npm registry) on first use: do it here, not mid-test.
 .venv/bin/pyright --version >/dev/null
 echo "setup: done"

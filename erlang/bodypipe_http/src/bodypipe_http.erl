@@ -17,18 +17,24 @@
 %% '''
 -module(bodypipe_http).
 
--export([start/1, start_link/1, stop/1, port/1, info/1, default_options/0]).
+-export([start/1, start_link/1, stop/1, port/1, info/1, requests/1, lifespan_shutdown/1,
+         default_options/0]).
 
--export_type([options/0, config/0, mount/0, mount_options/0]).
+-export_type([options/0, config/0, mount/0, mount_option/0, app/0]).
 
 -type mount() :: {Prefix :: unicode:chardata(), AppSpec :: unicode:chardata()}
-               | {Prefix :: unicode:chardata(), AppSpec :: unicode:chardata(), mount_options()}.
+               | {Prefix :: unicode:chardata(), AppSpec :: unicode:chardata(), [mount_option()]}.
 %% An application mounted at a path prefix. `AppSpec' is `"module:callable"'
 %% (a binary or an Erlang string).
 
--type mount_options() :: #{interface => wsgi | asgi}.
-%% `interface': how the callable is driven. Only `wsgi' (the default) is
-%% implemented here; `asgi' is refused with `{error, {interface_not_supported, asgi}}'.
+-type mount_option() :: {interface, wsgi | asgi} | buffer_chunked | {buffer_chunked, boolean()}.
+%% Per mount: `{interface, asgi}' serves an ASGI 3 app (default `wsgi');
+%% `buffer_chunked' (WSGI only) reads a chunked body to its end, up to
+%% `max_body', before calling the app, which then gets `CONTENT_LENGTH' (for
+%% frameworks that read no body without one: Django, Falcon, Bottle).
+
+-type app() :: #{name := binary(), interface := wsgi | asgi, buffer_chunked := boolean()}.
+%% A loaded mount, as the routing gives it to the connection.
 
 -type options() :: #{name => atom(),
                      ip => inet:ip_address(),
@@ -58,12 +64,13 @@
                      app_timeout => timeout(),
                      send_timeout => timeout(),
                      gate => none | bodypipe_http_gate:gate(),
-                     access_log => none | bodypipe_http_access_log:log()}.
+                     access_log => none | bodypipe_http_access_log:log(),
+                     admin => boolean()}.
 %% Described with their defaults in erlang/README.md ("Options"). Times are in
 %% milliseconds.
 
 -type config() :: #{name := atom(),
-                    mounts := [{binary(), binary()}],
+                    mounts := [{binary(), app()}],
                     head_limits := map(),
                     chunk_limits := map(),
                     counters := atomics:atomics_ref(),
@@ -102,7 +109,8 @@ default_options() ->
       app_timeout => infinity,
       send_timeout => 30000,
       gate => none,
-      access_log => none}.
+      access_log => none,
+      admin => false}.
 
 %% @doc Starts a server under the `bodypipe_http' application's supervisor (not
 %% linked to the caller); see `options()'.
@@ -114,13 +122,14 @@ start(Opts) ->
                      start => {bodypipe_http_server, start_link, [Cfg]},
                      restart => temporary, shutdown => infinity, type => supervisor,
                      modules => [bodypipe_http_server]},
-            case supervisor:start_child(bodypipe_http_sup, Spec) of
-                {ok, Pid} -> {ok, Pid};
-                {error, {already_started, _}} = E -> E;
-                %% The start function's own error, with the child's description.
-                {error, {Reason, Child}} when element(1, Child) =:= child -> {error, Reason};
-                {error, _} = E -> E
-            end;
+            Started = case supervisor:start_child(bodypipe_http_sup, Spec) of
+                          {ok, Pid} -> {ok, Pid};
+                          {error, {already_started, _}} = E -> E;
+                          %% The start function's own error, with the child's description.
+                          {error, {Reason, Child}} when element(1, Child) =:= child -> {error, Reason};
+                          {error, _} = E -> E
+                      end,
+            not_started(Started, Cfg);
         {error, _} = E ->
             E
     end.
@@ -129,9 +138,17 @@ start(Opts) ->
 -spec start_link(options()) -> {ok, pid()} | {error, term()}.
 start_link(Opts) ->
     case prepare(Opts) of
-        {ok, Cfg} -> bodypipe_http_server:start_link(Cfg);
+        {ok, Cfg} -> not_started(bodypipe_http_server:start_link(Cfg), Cfg);
         {error, _} = E -> E
     end.
+
+%% A server that did not start after its ASGI apps' lifespan startup: their
+%% shutdown runs now (a running server's runs when it stops).
+not_started({ok, _} = Ok, _Cfg) ->
+    Ok;
+not_started({error, _} = Error, Cfg) ->
+    bodypipe_asgi_lifespan:shutdown(maps:get(lifespan, Cfg)),
+    Error.
 
 %% @doc Stops the server registered as `Name': closes the listening socket and
 %% ends every connection.
@@ -162,6 +179,24 @@ port(Name) ->
 info(Name) ->
     bodypipe_http_server:info(Name).
 
+%% @doc Upload progress: the requests the server `Name' is serving, oldest
+%% first, with the bytes of each body received so far and expected
+%% (`undefined' for a chunked body). The same list is served as JSON at
+%% `/_bodypipe/requests', with Prometheus metrics at `/_bodypipe/metrics',
+%% when the server's `admin' option is true (see `bodypipe_http_admin').
+-spec requests(atom()) -> [bodypipe_http_admin:request()].
+requests(Name) ->
+    bodypipe_http_server:requests(Name).
+
+%% @doc Runs the `lifespan.shutdown' of the server's ASGI apps now (it runs
+%% once: not again when the server stops), leaving the server and its
+%% connections as they are: for a caller about to halt the VM once its
+%% connections are done (a drained `bodypipe serve' worker), where closing
+%% the listening socket first would gain nothing.
+-spec lifespan_shutdown(atom()) -> ok.
+lifespan_shutdown(Name) ->
+    bodypipe_http_server:lifespan_shutdown(Name).
+
 %% ---------------------------------------------------------------------------
 
 -spec prepare(options()) -> {ok, config()} | {error, term()}.
@@ -181,26 +216,37 @@ prepare(Opts0) ->
 
 load_apps(Name, Apps, Validate, Opts) ->
     %% Python registers each app as "Server Prefix" (several servers may run).
-    Loaded = [{P, AppName, load_app(AppName, Mount, Validate)}
+    Loaded = [{P, App, load_app(App, text(Spec), Validate)}
               || Mount <- Apps,
-                 P <- [bodypipe_http_target:normalize_prefix(text(element(1, Mount)))],
-                 AppName <- [<<(atom_to_binary(Name))/binary, " ", P/binary>>]],
+                 {P0, Spec, MountOpts} <- [mount(Mount)],
+                 P <- [bodypipe_http_target:normalize_prefix(text(P0))],
+                 App <- [app(<<(atom_to_binary(Name))/binary, " ", P/binary>>, MountOpts)]],
     case [{P, E} || {P, _, {error, _} = E} <- Loaded] of
         [] ->
             Mounts = lists:sort(fun({A, _}, {B, _}) -> byte_size(A) >= byte_size(B) end,
-                                [{P, AppName} || {P, AppName, ok} <- Loaded]),
-            {ok, config(Opts, Mounts)};
+                                [{P, App} || {P, App, ok} <- Loaded]),
+            %% ASGI lifespan startups, in the order the apps were given.
+            Asgi = [{P, N} || {P, #{interface := asgi, name := N}, ok} <- Loaded],
+            case bodypipe_asgi_lifespan:startup(Asgi) of
+                ok -> {ok, (config(Opts, Mounts))#{lifespan => Asgi}};
+                {error, _} = E -> E
+            end;
         Errors ->
             {error, {load_failed, Errors}}
     end.
 
-load_app(AppName, {_Prefix, Spec}, Validate) ->
-    bodypipe_wsgi:load(AppName, text(Spec), Validate);
-load_app(AppName, {_Prefix, Spec, MountOpts}, Validate) ->
-    case maps:get(interface, MountOpts, wsgi) of
-        wsgi -> bodypipe_wsgi:load(AppName, text(Spec), Validate);
-        Other -> {error, {interface_not_supported, Other}}
-    end.
+mount({Prefix, Spec}) -> {Prefix, Spec, []};
+mount({_, _, _} = Mount) -> Mount.
+
+app(Name, MountOpts) ->
+    #{name => Name,
+      interface => proplists:get_value(interface, MountOpts, wsgi),
+      buffer_chunked => proplists:get_bool(buffer_chunked, MountOpts)}.
+
+load_app(#{interface := asgi, name := Name}, Spec, _Validate) ->
+    bodypipe_asgi:load(Name, Spec);
+load_app(#{name := Name}, Spec, Validate) ->
+    bodypipe_wsgi:load(Name, Spec, Validate).
 
 %% Prefixes and app specs may be given as Erlang strings; Python gets bytes.
 text(Bin) when is_binary(Bin) -> Bin;
@@ -244,6 +290,7 @@ valid(name, V) -> is_atom(V);
 valid(ip, V) -> is_tuple(V);
 valid(port, V) -> is_integer(V) andalso V >= 0 andalso V < 65536;
 valid(reuseport, V) -> is_boolean(V);
+valid(admin, V) -> is_boolean(V);
 valid(validate, V) -> is_boolean(V);
 valid(apps, V) -> is_list(V) andalso lists:all(fun valid_mount/1, V);
 valid(fd, V) -> V =:= none orelse (is_integer(V) andalso V >= 0);
@@ -259,11 +306,13 @@ valid(K, V) when K =:= header_timeout; K =:= body_timeout; K =:= keepalive_timeo
 valid(_, V) -> is_integer(V) andalso V > 0.
 
 valid_mount({P, S}) -> is_text(P) andalso is_text(S);
-valid_mount({P, S, #{} = M}) ->
-    is_text(P) andalso is_text(S)
+valid_mount({P, S, MountOpts}) ->
+    is_text(P) andalso is_text(S) andalso is_list(MountOpts)
         andalso lists:all(fun({interface, I}) -> I =:= wsgi orelse I =:= asgi;
+                             (buffer_chunked) -> true;
+                             ({buffer_chunked, B}) -> is_boolean(B);
                              (_) -> false
-                          end, maps:to_list(M));
+                          end, MountOpts);
 valid_mount(_) -> false.
 
 is_text(T) ->

@@ -15,7 +15,12 @@
 %%    route (404), `max_body' against the Content-Length (413), and a free
 %%    body-reader slot for a request with a body (503 + `Retry-After'). Then
 %%    `100 Continue' if the client asked for it, and the application is started
-%%    (`bodypipe_wsgi:run_async/2') with the ring-mode buffer as `wsgi.input'.
+%%    (`bodypipe_wsgi:run_async/2', or `bodypipe_asgi:run_async/3' for an ASGI
+%%    mount: both answer alike) with the ring-mode buffer as its body. A
+%%    `buffer_chunked' WSGI mount with a chunked body is started only once the
+%%    whole body is in an unbounded buffer, with its CONTENT_LENGTH.
+%%    With the `admin' option, `/_bodypipe/' paths are answered here
+%%    (`bodypipe_http_admin').
 %% 3. The exchange: one `receive' loop streams the body from the socket
 %%    (`{active, once}') into the buffer, fixed-length with `py_buffer:write/2'
 %%    (bytes past the Content-Length are kept for the next request) or chunked
@@ -49,6 +54,7 @@
 
 -record(x, {c :: #c{},
             method :: binary(),
+            target :: binary(),
             version :: {1, 0 | 1},
             keep_alive :: boolean(),
             buf :: py_buffer:buffer(),
@@ -56,7 +62,8 @@
             blocked = false :: false | binary(),   % body bytes waiting for room
             rest = <<>> :: binary(),               % bytes after the body
             body_deadline = infinity :: integer() | infinity,
-            app :: {run, reference()} | {step, reference(), py:pyobj()} | done,
+            app :: {run, reference()} | {step, reference(), py:pyobj()} | done
+                 | {deferred, fun((map()) -> {ok, reference()} | {error, term()}), map()},
             app_deadline = infinity :: integer() | infinity,
             resp = none :: none | {sent, bodypipe_http_response:framing()} | over,
             sock = open :: open | draining | closed,
@@ -99,6 +106,7 @@ init(#{counters := Counters} = Cfg) ->
         end
     after
         release_reader(Cfg),
+        bodypipe_http_admin:untrack(maps:get(requests, Cfg, undefined)),
         bodypipe_http_server:connection_closed(Counters)
     end.
 
@@ -221,33 +229,42 @@ parse_copy(#c{cfg = #{head_limits := Limits}} = C, Acc) ->
 %% ---------------------------------------------------------------------------
 %% Before the body.
 
-request(#c{cfg = Cfg} = C, #{method := Method, target := Target, version := Version,
-                             body := Body} = Head, Rest) ->
+request(#c{cfg = Cfg} = C, #{method := Method, target := Target, version := Version} = Head,
+        Rest) ->
     put(?REQUEST, Head),
-    #{mounts := Mounts, max_body := MaxBody} = Cfg,
     case bodypipe_http_target:parse(Method, Target) of
         {error, Reason} ->
             reject(C, 400, Reason, Version);
-        {ok, #{path := Path, query := Query}} ->
-            case bodypipe_http_target:route(Path, Mounts) of
-                nomatch ->
-                    not_found(C, Head, Rest);
-                {App, ScriptName, PathInfo} ->
-                    case {too_large(Body, MaxBody), has_body(Body)} of
-                        {true, _} ->
-                            %% Refused before reading (and before 100 Continue).
-                            reject(C, 413, body_too_large, Version);
-                        {false, true} ->
-                            case acquire_reader(Cfg) of
-                                true ->
-                                    start(C, Head, Rest, App, {ScriptName, PathInfo, Query});
-                                false ->
-                                    reject(C, 503, too_many_body_readers, Version,
-                                           [{<<"Retry-After">>, <<"1">>}])
-                            end;
-                        {false, false} ->
-                            start(C, Head, Rest, App, {ScriptName, PathInfo, Query})
-                    end
+        {ok, #{path := Path} = Parsed} when map_get(admin, Cfg) ->
+            case bodypipe_http_admin:handle(Method, Path, Cfg) of
+                nomatch -> route(C, Head, Rest, Parsed);
+                {Status, Type, Text} -> answer(C, Head, Rest, Status, Type, Text)
+            end;
+        {ok, Parsed} ->
+            route(C, Head, Rest, Parsed)
+    end.
+
+route(#c{cfg = Cfg} = C, #{version := Version, body := Body} = Head, Rest,
+      #{path := Path, query := Query}) ->
+    #{mounts := Mounts, max_body := MaxBody} = Cfg,
+    case bodypipe_http_target:route(Path, Mounts) of
+        nomatch ->
+            not_found(C, Head, Rest);
+        {App, ScriptName, PathInfo} ->
+            case {too_large(Body, MaxBody), has_body(Body)} of
+                {true, _} ->
+                    %% Refused before reading (and before 100 Continue).
+                    reject(C, 413, body_too_large, Version);
+                {false, true} ->
+                    case acquire_reader(Cfg) of
+                        true ->
+                            start(C, Head, Rest, App, {ScriptName, PathInfo, Query});
+                        false ->
+                            reject(C, 503, too_many_body_readers, Version,
+                                   [{<<"Retry-After">>, <<"1">>}])
+                    end;
+                {false, false} ->
+                    start(C, Head, Rest, App, {ScriptName, PathInfo, Query})
             end
     end.
 
@@ -258,24 +275,35 @@ has_body(chunked) -> true;
 has_body({length, N}) -> N > 0;
 has_body(none) -> false.
 
-not_found(C, #{body := Body, version := Version, keep_alive := KeepAlive, method := Method},
-          Rest) ->
+not_found(C, #{body := Body, version := Version, keep_alive := KeepAlive} = Head, Rest) ->
     case has_body(Body) orelse not KeepAlive of
         true ->
             reject(C, 404, no_mount, Version);
         false ->
-            Text = <<"no application mounted here\n">>,
-            Headers = [{<<"Content-Type">>, <<"text/plain; charset=utf-8">>},
-                       {<<"Content-Length">>, integer_to_binary(byte_size(Text))}],
-            Framing = bodypipe_http_response:framing(Method, Version, <<"404">>, Headers),
-            {Bytes, _, _} = bodypipe_http_response:body(Framing, Text),
-            log(C, 404, byte_size(Text)),
-            case gen_tcp:send(C#c.sock,
-                              [bodypipe_http_response:head(<<"404 Not Found">>, Headers, Framing,
-                                                           true, Version), Bytes]) of
-                ok -> next_request(C, Rest);
-                {error, _} -> close(C)
-            end
+            answer(C, Head, Rest, <<"404 Not Found">>, <<"text/plain; charset=utf-8">>,
+                   <<"no application mounted here\n">>)
+    end.
+
+%% A response of the server's own to a request without a body (or, closing
+%% the connection, with one: the body is not read). Not kept alive while the
+%% server is shutting down.
+answer(#c{cfg = Cfg} = C,
+       #{body := Body, version := Version, keep_alive := KeepAlive, method := Method},
+       Rest, Status, Type, Text0) ->
+    Text = iolist_to_binary(Text0),
+    Keep = KeepAlive andalso not has_body(Body)
+               andalso not bodypipe_http_gate:draining(maps:get(gate, Cfg, none)),
+    Headers = [{<<"Content-Type">>, Type},
+               {<<"Content-Length">>, integer_to_binary(byte_size(Text))}],
+    Framing = bodypipe_http_response:framing(Method, Version, Status, Headers),
+    {Bytes, _, _} = bodypipe_http_response:body(Framing, Text),
+    <<Code:3/binary, _/binary>> = Status,
+    log(C, binary_to_integer(Code), byte_size(Text)),
+    case gen_tcp:send(C#c.sock, [bodypipe_http_response:head(Status, Headers, Framing, Keep,
+                                                             Version), Bytes]) of
+        ok when Keep -> next_request(C, Rest);
+        ok -> _ = gen_tcp:shutdown(C#c.sock, write), drain(C, deadline(?DRAIN_MS), ?DRAIN_BYTES);
+        {error, _} -> close(C)
     end.
 
 start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
@@ -289,20 +317,31 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                               {length, N} -> {N, {fixed, N}};
                               chunked -> {undefined, {chunked, bodypipe_http_parser:chunked_new(ChunkLimits)}}
                           end,
-    {ok, Buf} = py_buffer:new(#{content_length => Length, max_buffered => MaxBuffered,
-                                max_size => MaxBody}),
+    %% A buffer_chunked mount: the whole chunked body is read before the app
+    %% is called (so it can be given a CONTENT_LENGTH), into an unbounded
+    %% buffer (max_body still caps it), not a ring the app is not reading yet.
+    Buffered = maps:get(buffer_chunked, App) andalso Body =:= chunked
+                   andalso maps:get(interface, App) =:= wsgi,
+    {ok, Buf} = case Buffered of
+                    true -> py_buffer:new(#{max_size => MaxBody});
+                    false -> py_buffer:new(#{content_length => Length, max_buffered => MaxBuffered,
+                                             max_size => MaxBody})
+                end,
     %% 100 Continue at body start: the request passed every check that does
     %% not need the body; the client has not sent any of it yet.
     _ = case Continue andalso Version =:= {1, 1} andalso BodyState =/= done andalso Rest =:= <<>> of
             true -> gen_tcp:send(Sock, <<"HTTP/1.1 100 Continue\r\n\r\n">>);
             false -> ok
         end,
-    Environ = bodypipe_wsgi:environ(Head, Route, Buf, Info),
-    X0 = #x{c = C, method = Method, version = Version, keep_alive = KeepAlive, buf = Buf,
+    Call = fun(H) -> call_app(App, H, Route, Buf, Info) end,
+    bodypipe_http_admin:track(maps:get(requests, Cfg, undefined), Method, maps:get(target, Head),
+                              Buf, Length),
+    X0 = #x{c = C, method = Method, target = maps:get(target, Head), version = Version,
+            keep_alive = KeepAlive, buf = Buf,
             body = BodyState, app = done, app_deadline = deadline(AppTimeout)},
     X1 = case BodyState of
              done ->
-                 py_buffer:close(Buf),
+                 _ = py_buffer:close(Buf),
                  X0#x{rest = Rest};
              _ ->
                  ChunkSize = maps:get(chunk_size, Cfg),
@@ -311,7 +350,25 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                      false -> X0
                  end
          end,
-    case bodypipe_wsgi:run_async(App, Environ) of
+    case Buffered of
+        true ->
+            X2 = X1#x{app = {deferred, Call, Head}},
+            loop(case Rest of
+                     <<>> -> arm(X2);
+                     _ -> feed(X2, Rest)
+                 end);
+        false ->
+            start_app(C, X1, Call(Head), BodyState, Rest)
+    end.
+
+%% The application's call: WSGI or ASGI (both answer as bodypipe_wsgi describes).
+call_app(#{interface := asgi, name := Name}, Head, Route, Buf, Info) ->
+    bodypipe_asgi:run_async(Name, bodypipe_asgi:scope(Head, Route, Info), Buf);
+call_app(#{name := Name}, Head, Route, Buf, Info) ->
+    bodypipe_wsgi:run_async(Name, bodypipe_wsgi:environ(Head, Route, Buf, Info)).
+
+start_app(#c{cfg = Cfg} = C, #x{buf = Buf, version = Version} = X1, Started, BodyState, Rest) ->
+    case Started of
         {ok, Ref} ->
             X2 = X1#x{app = {run, Ref}},
             X3 = case BodyState of
@@ -321,7 +378,7 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                  end,
             loop(X3);
         {error, Reason} ->
-            logger:error("bodypipe_http: cannot call the WSGI host: ~tp", [Reason]),
+            logger:error("bodypipe_http: cannot call the Python host: ~tp", [Reason]),
             py_buffer:abort(Buf, host_failed),
             release_reader(Cfg),
             reject(C, 500, host_failed, Version)
@@ -333,7 +390,10 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
 loop(#x{app = done} = X) ->
     finish(X);
 loop(#x{c = #c{sock = Sock}, buf = Buf, app = App} = X) ->
-    AppRef = element(2, App),
+    AppRef = case App of
+                 {deferred, _, _} -> no_call_yet;
+                 _ -> element(2, App)
+             end,
     receive
         {tcp, Sock, Data} ->
             loop(data(X, Data));
@@ -408,9 +468,28 @@ arm(#x{c = #c{sock = Sock, cfg = #{body_timeout := T}}} = X) ->
     X#x{body_deadline = deadline(T)}.
 
 body_done(#x{buf = Buf, c = #c{cfg = Cfg}} = X) ->
-    py_buffer:close(Buf),
+    _ = py_buffer:close(Buf),
     release_reader(Cfg),
-    X#x{body = done, body_deadline = infinity}.
+    call_deferred(X#x{body = done, body_deadline = infinity}).
+
+%% A buffer_chunked mount: the body is all there, the app is called with its
+%% length (its environ has CONTENT_LENGTH and, as always, no
+%% HTTP_TRANSFER_ENCODING: the app reads the de-chunked bytes).
+call_deferred(#x{app = {deferred, Call, Head}, buf = Buf} = X) ->
+    #{written := N} = py_buffer:info(Buf),
+    case Call(Head#{body := {length, N}}) of
+        {ok, Ref} ->
+            X#x{app = {run, Ref}};
+        {error, Reason} ->
+            logger:error("bodypipe_http: cannot call the Python host: ~tp", [Reason]),
+            fail(X#x{app = done}, 500, host_failed)
+    end;
+call_deferred(X) ->
+    X.
+
+%% The body ended badly before a buffer_chunked app was called: it never is.
+not_called(#x{app = {deferred, _, _}} = X) -> X#x{app = done};
+not_called(X) -> X.
 
 %% The application closed wsgi.input: the rest of the body is not read.
 body_unread(#x{c = #c{cfg = Cfg}} = X) ->
@@ -422,12 +501,18 @@ body_unread(#x{c = #c{cfg = Cfg}} = X) ->
 body_failed(#x{buf = Buf, c = #c{cfg = Cfg}} = X, Status, Reason) ->
     py_buffer:abort(Buf, Reason),
     release_reader(Cfg),
-    fail(X#x{body = failed, blocked = false, body_deadline = infinity}, Status, Reason).
+    fail(not_called(X#x{body = failed, blocked = false, body_deadline = infinity}), Status, Reason).
 
-disconnected(#x{body = {_, _}, buf = Buf, c = #c{cfg = Cfg}} = X) ->
+%% The client went away mid-body: one line in the log, no error response
+%% (there is nobody to read it); the app's reads raise BodyAborted, which the
+%% hosts treat as the end of the request, not as the app's error.
+disconnected(#x{body = {_, _}, buf = Buf, c = #c{cfg = Cfg}, method = Method, target = Target} = X) ->
+    #{written := N} = py_buffer:info(Buf),
+    logger:notice("bodypipe_http: ~ts ~ts: client went away after ~b bytes of the request body",
+                  [Method, Target, N]),
     py_buffer:abort(Buf, client_disconnected),
     release_reader(Cfg),
-    close_socket(X#x{body = disconnected, blocked = false, body_deadline = infinity});
+    close_socket(not_called(X#x{body = disconnected, blocked = false, body_deadline = infinity}));
 disconnected(X) ->
     close_socket(X).
 
@@ -580,6 +665,7 @@ complete(X) ->
 finish(#x{c = #c{cfg = Cfg} = C, status = Status, sent = Sent} = X) ->
     %% The application is done with the body, read or not.
     release_reader(Cfg),
+    bodypipe_http_admin:untrack(maps:get(requests, Cfg, undefined)),
     log(C, Status, Sent),
     finish_connection(X).
 

@@ -10,7 +10,7 @@
 -module(bodypipe_http_server).
 -behaviour(supervisor).
 
--export([start_link/1, port/1, info/1, new_counters/0]).
+-export([start_link/1, port/1, info/1, requests/1, lifespan_shutdown/1, new_counters/0]).
 -export([connections/1, body_readers/1, connection_opened/1, connection_closed/1]).
 -export([waiting/1, waiting_started/1, waiting_ended/1]).
 -export([init/1]).
@@ -39,6 +39,21 @@ info(Name) ->
     {ok, Port} = inet:port(LSock),
     #{connections => connections(Counters), body_readers => body_readers(Counters),
       waiting => waiting(Counters), max_body_readers => Max, port => Port}.
+
+%% @doc See `bodypipe_http:requests/1'.
+-spec requests(atom()) -> [bodypipe_http_admin:request()].
+requests(Name) ->
+    {ok, #{start := {_, _, [_, #{requests := Tab}]}}} = supervisor:get_childspec(Name, {acceptor, 1}),
+    bodypipe_http_admin:requests(Tab).
+
+%% @doc See `bodypipe_http:lifespan_shutdown/1'. The lifespan child (there is
+%% one only with ASGI mounts) runs the shutdown as it terminates.
+-spec lifespan_shutdown(atom()) -> ok.
+lifespan_shutdown(Name) ->
+    case supervisor:terminate_child(Name, lifespan) of
+        ok -> ok;
+        {error, not_found} -> ok
+    end.
 
 %% @doc The counters shared by a server's processes: open connections and
 %% requests whose body is being read (see `bodypipe_http_conn').
@@ -82,7 +97,10 @@ body_readers(Counters) ->
 
 -spec init(bodypipe_http:config()) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init(#{ip := IP, port := Port0, backlog := Backlog, reuseport := ReusePort,
-       send_timeout := SendTimeout, acceptors := N} = Cfg) ->
+       send_timeout := SendTimeout, acceptors := N} = Cfg0) ->
+    %% The requests in progress (upload progress): owned by this supervisor,
+    %% so the table lives exactly as long as the server.
+    Cfg = Cfg0#{requests => bodypipe_http_admin:new_registry()},
     %% `fd': a listening socket opened by another process and inherited (the
     %% `bodypipe serve' supervisor shares one socket among its worker VMs).
     {Port, Where} = case maps:get(fd, Cfg, none) of
@@ -108,7 +126,13 @@ init(#{ip := IP, port := Port0, backlog := Backlog, reuseport := ReusePort,
                            restart => permanent, shutdown => brutal_kill, type => worker,
                            modules => [bodypipe_http_acceptor]}
                          || I <- lists:seq(1, N)],
-            {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Acceptors}};
+            %% The ASGI apps' lifespan (started by bodypipe_http before the
+            %% socket was opened): its shutdown comes after the last connection.
+            Lifespan = case maps:get(lifespan, Cfg, []) of
+                           [] -> [];
+                           Asgi -> [bodypipe_asgi_lifespan:child_spec(Asgi)]
+                       end,
+            {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Lifespan ++ Acceptors}};
         {error, Reason} ->
             %% start_link returns {error, {listen, Reason}}.
             exit({listen, Reason})

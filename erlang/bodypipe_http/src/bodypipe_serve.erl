@@ -15,7 +15,7 @@
 %%   `graceful_timeout' ms, closing the rest.
 -module(bodypipe_serve).
 
--export([worker/1, check_app/1]).
+-export([worker/1, check_app/2]).
 
 -export_type([config/0]).
 
@@ -79,6 +79,9 @@ run(#{worker := Id, control_in := In, control_out := Out} = Cfg) ->
         {ok, _} ->
             true = port_command(Control, <<"ready\n">>),
             serve(Control, Gate, Id, maps:get(graceful_timeout, Cfg));
+        {error, {lifespan_startup_failed, Prefix, Error}} ->
+            fatal(?EXIT_LOAD, "the ASGI application at ~ts/ failed its lifespan startup: ~ts",
+                  [Prefix, load_error({error, Error})]);
         {error, {load_failed, Errors}} ->
             [io:format(standard_error, "bodypipe: the application at ~ts/: ~ts~n",
                        [P, load_error(E)]) || {P, E} <- Errors],
@@ -117,14 +120,16 @@ wait_idle(Deadline) ->
             _ = N > 0 andalso
                 io:format(standard_error, "bodypipe: graceful timeout: closing ~b connection(s)~n",
                           [N]),
+            %% The ASGI apps' lifespan shutdown, which the halt would skip. The
+            %% server is not stopped first: its acceptors and connections go
+            %% with the VM, as they always have.
+            ok = bodypipe_http:lifespan_shutdown(?NAME),
             erlang:halt(0, [{flush, true}]);
         false ->
             receive after 50 -> ok end,
             wait_idle(Deadline)
     end.
 
-load_error({error, {interface_not_supported, asgi}}) ->
-    "it is an ASGI application (--asgi), which this build does not serve yet";
 load_error({error, {Name, Message}}) when is_binary(Name), is_binary(Message) ->
     [Name, ": ", Message];
 load_error(Other) ->
@@ -138,8 +143,19 @@ access_log(Dest) ->
         {error, Reason} -> fatal(?EXIT_CONFIG, "cannot open the access log: ~tp", [Reason])
     end.
 
+%% Each mount's `{Spec, DefaultAttr}': the callable's name when the spec has
+%% none is `application' for WSGI (as gunicorn) and `app' for ASGI (as
+%% uvicorn; bodypipe_asgi_host does the same).
 app_specs(Apps) ->
-    [unicode:characters_to_binary(element(2, M)) || M <- Apps].
+    [{unicode:characters_to_binary(element(2, M)), default_attr(M)} || M <- Apps].
+
+default_attr({_, _, Opts}) ->
+    case proplists:get_value(interface, Opts, wsgi) of
+        asgi -> <<"app">>;
+        wsgi -> <<"application">>
+    end;
+default_attr(_) ->
+    <<"application">>.
 
 %% With a venv the supervisor puts its bin/ first on PATH, where the embedded
 %% interpreter looks for its `python3' and so finds the venv's pyvenv.cfg (as
@@ -168,8 +184,8 @@ setup_python(Paths) ->
         {error, Reason} -> fatal(?EXIT_LOAD, "cannot set up Python's path: ~tp", [Reason])
     end.
 
-load_or_exit(Spec) ->
-    case check_app(Spec) of
+load_or_exit({Spec, DefaultAttr}) ->
+    case check_app(Spec, DefaultAttr) of
         ok -> ok;
         {error, Text} -> fatal(?EXIT_LOAD, "cannot load the application ~ts:~n~ts", [Spec, Text])
     end.
@@ -177,16 +193,16 @@ load_or_exit(Spec) ->
 %% @doc Imports the callable `Spec' (`module:callable') and says why it cannot
 %% be served: the Python traceback of the import, or that the object is
 %% missing or not callable.
--spec check_app(binary()) -> ok | {error, binary()}.
-check_app(Spec) ->
-    Code = <<"def _bodypipe_check(spec):\n"
+-spec check_app(binary(), binary()) -> ok | {error, binary()}.
+check_app(Spec, DefaultAttr) ->
+    Code = <<"def _bodypipe_check(spec, default_attr):\n"
              "    import importlib, traceback\n"
              "    mod, _, attr = spec.partition(':')\n"
              "    if not mod:\n"
              "        return f'{spec!r}: no module name (want MODULE:CALLABLE)\\n'\n"
              "    try:\n"
              "        obj = importlib.import_module(mod)\n"
-             "        for part in (attr or 'application').split('.'):\n"
+             "        for part in (attr or default_attr).split('.'):\n"
              "            obj = getattr(obj, part)\n"
              "    except BaseException as e:\n"
              "        frames = [f for f in traceback.extract_tb(e.__traceback__)\n"
@@ -200,7 +216,8 @@ check_app(Spec) ->
              "    return None\n">>,
     Ctx = py:context(?NAME),
     ok = py:exec(Ctx, Code),
-    case py:eval(Ctx, <<"_bodypipe_check(spec.decode())">>, #{<<"spec">> => Spec}) of
+    case py:eval(Ctx, <<"_bodypipe_check(spec.decode(), default.decode())">>,
+                 #{<<"spec">> => Spec, <<"default">> => DefaultAttr}) of
         {ok, none} -> ok;
         {ok, Text} -> {error, Text};
         {error, {Name, Message}} -> {error, <<Name/binary, ": ", Message/binary>>}

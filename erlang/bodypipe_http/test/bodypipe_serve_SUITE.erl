@@ -11,7 +11,7 @@
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1, init_per_testcase/2,
          end_per_testcase/2]).
 -export([help_lists_every_option/1, load_error_has_traceback/1, string_app_spec/1,
-         asgi_is_refused/1, gil_holder_does_not_stall_new_connections/1,
+         asgi_app/1, buffer_chunked/1, gil_holder_does_not_stall_new_connections/1,
          os_exit_costs_one_worker/1, sigterm_lets_upload_finish/1,
          sighup_replaces_workers/1, access_log_and_server_header/1, venv_site_packages/1,
          sigterm_closes_idle_connections/1, worker_start_timeout/1]).
@@ -23,7 +23,7 @@ suite() ->
 
 all() ->
     [help_lists_every_option, load_error_has_traceback, worker_start_timeout, string_app_spec,
-     asgi_is_refused,
+     asgi_app, buffer_chunked,
      access_log_and_server_header, venv_site_packages, os_exit_costs_one_worker,
      sigterm_lets_upload_finish, sigterm_closes_idle_connections,
      sighup_replaces_workers, gil_holder_does_not_stall_new_connections].
@@ -71,7 +71,8 @@ help_lists_every_option(Config) ->
     Flat = re:replace(Help, "\\s+", " ", [global, {return, list}]),
     [true = string:find(Flat, O) =/= nomatch
      || O <- ["--bind", "--workers", "--python-path", "--venv", "--asgi", "--access-log",
-              "--graceful-timeout", "--mount", "(default: 30.0)", "(default: 4G)"]],
+              "--graceful-timeout", "--mount", "--buffer-chunked", "--admin", "(default: 30.0)",
+              "(default: 4G)"]],
     %% The defaults the command passes are the server's own.
     {0, Text} = run(Config, ["serve", "x:y", "--bind", "127.0.0.1:0", "--print-config"]),
     {ok, Tokens, _} = erl_scan:string(Text ++ "."),
@@ -121,15 +122,46 @@ string_app_spec(Config) ->
         bodypipe_http:stop(?FUNCTION_NAME)
     end.
 
-asgi_is_refused(Config) ->
-    {error, {load_failed, [{<<>>, {error, {interface_not_supported, asgi}}}]}} =
-        bodypipe_http:start(#{name => ?FUNCTION_NAME, port => 0, python_path => [data(Config)],
-                              apps => [{<<"">>, <<"serve_app:application">>,
-                                        #{interface => asgi}}]}),
-    {1, Out} = run(Config, ["serve", "serve_app:application", "--asgi", "--python-path",
+%% --asgi: a Starlette app (the callable's name defaults to `app'), its body
+%% streamed, its lifespan state in the request; a graceful stop runs its
+%% lifespan shutdown. --buffer-chunked is refused with --asgi (WSGI only).
+asgi_app(Config) ->
+    Marker = filename:join(?config(priv_dir, Config), "lifespan"),
+    os:putenv("BODYPIPE_TEST_LIFESPAN", Marker),
+    try
+        S = serve(Config, "asgi_app", ["--asgi", "--workers", "1"]),
+        Port = port_of(S),
+        Body = binary:copy(<<"0123456789abcdef">>, 1 bsl 16),
+        Sha = string:lowercase(binary:encode_hex(crypto:hash(sha256, Body))),
+        Expect = <<"1048576 ", Sha/binary, " yes">>,
+        {ok, #{status := 200, body := Expect}} =
+            exchange(Port, ["POST /upload HTTP/1.1\r\nHost: h\r\nConnection: close\r\n",
+                            "Content-Length: 1048576\r\n\r\n", Body]),
+        {ok, #{status := 200, body := Pid}} = get(Port, "/pid"),
+        stop(S),
+        erase(serve),
+        {ok, Text} = file:read_file(Marker),
+        Text = <<"shutdown ", Pid/binary, "\n">>
+    after
+        os:unsetenv("BODYPIPE_TEST_LIFESPAN")
+    end,
+    {1, Out} = run(Config, ["serve", "asgi_app", "--asgi", "--buffer-chunked", "--python-path",
                             data(Config), "--bind", "127.0.0.1:0", "--workers", "1"]),
-    true = string:find(Out, "ASGI application (--asgi), which this build does not serve")
-        =/= nomatch,
+    true = string:find(Out, "--buffer-chunked is for WSGI apps") =/= nomatch,
+    ok.
+
+%% --buffer-chunked: a WSGI app gets a chunked body whole, with its
+%% CONTENT_LENGTH; without the option it streams, with no CONTENT_LENGTH.
+buffer_chunked(Config) ->
+    Chunked = ["POST /length HTTP/1.1\r\nHost: h\r\nConnection: close\r\n",
+               "Transfer-Encoding: chunked\r\n\r\n",
+               "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"],
+    S1 = serve(Config, ["--workers", "1", "--buffer-chunked"]),
+    {ok, #{status := 200, body := <<"11 11">>}} = exchange(port_of(S1), Chunked),
+    stop(S1),
+    erase(serve),
+    S2 = serve(Config, ["--workers", "1"]),
+    {ok, #{status := 200, body := <<"- 11">>}} = exchange(port_of(S2), Chunked),
     ok.
 
 access_log_and_server_header(Config) ->
@@ -324,7 +356,10 @@ collect(P, Acc) ->
     end.
 
 serve(Config, Extra) ->
-    Args = [?config(bin, Config), "serve", "serve_app:application", "--python-path", data(Config),
+    serve(Config, "serve_app:application", Extra).
+
+serve(Config, App, Extra) ->
+    Args = [?config(bin, Config), "serve", App, "--python-path", data(Config),
             "--bind", "127.0.0.1:0" | Extra],
     Python = ?config(python, Config),
     Parent = self(),

@@ -7,6 +7,7 @@
 /exit           os._exit(1): the whole worker process ends at once
 /upload         reads the body with readinto, answers "size sha256 pid"
 /env            sys.prefix and whether flask is importable (the venv check)
+/length         reads the body, answers "CONTENT_LENGTH size" (CONTENT_LENGTH "-" when absent)
 """
 
 import hashlib
@@ -40,6 +41,9 @@ def application(environ, start_response):
             size += n
             h.update(memoryview(buf)[:n])
         body = b"%d %s %d" % (size, h.hexdigest().encode(), os.getpid())
+    elif path == "/length":
+        size = len(environ["wsgi.input"].read())
+        body = f"{environ.get('CONTENT_LENGTH') or '-'} {size}".encode()
     elif path == "/env":
         try:
             import flask  # noqa: F401
