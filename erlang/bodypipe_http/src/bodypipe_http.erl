@@ -170,12 +170,13 @@ stop(Name) ->
 port(Name) ->
     bodypipe_http_server:port(Name).
 
-%% @doc The server's counters: open connections, those of them waiting for
-%% a request (nothing of it received), requests holding a body-reader slot,
-%% and that slot limit (`max_body_readers').
+%% @doc The server's counters: open connections, those of them kept alive
+%% and waiting for their next request (nothing of it received), acceptors
+%% inside an accept, requests holding a body-reader slot, and that slot
+%% limit (`max_body_readers').
 -spec info(atom()) -> #{connections := non_neg_integer(), body_readers := non_neg_integer(),
-                        waiting := non_neg_integer(), max_body_readers := pos_integer(),
-                        port := inet:port_number()}.
+                        waiting := non_neg_integer(), accepting := non_neg_integer(),
+                        max_body_readers := pos_integer(), port := inet:port_number()}.
 info(Name) ->
     bodypipe_http_server:info(Name).
 

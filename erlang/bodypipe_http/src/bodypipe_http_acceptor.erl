@@ -61,10 +61,14 @@ loop(LSock, #{counters := Counters, max_connections := Max} = Cfg) ->
     end.
 
 accept(LSock, Cfg, Timeout) ->
+    Counters = maps:get(counters, Cfg),
+    ok = bodypipe_http_server:accept_started(Counters),
     case gen_tcp:accept(LSock, Timeout) of
         {ok, Sock} ->
             %% Counted here, before the next check; the connection takes it back.
-            bodypipe_http_server:connection_opened(maps:get(counters, Cfg)),
+            %% Open before the accept ends, so no connection is ever in neither count.
+            bodypipe_http_server:connection_opened(Counters),
+            ok = bodypipe_http_server:accept_ended(Counters),
             Pid = bodypipe_http_conn:start_link(Cfg),
             _ = case gen_tcp:controlling_process(Sock, Pid) of
                     ok -> Pid ! {bodypipe_http_socket, Sock};
@@ -72,22 +76,28 @@ accept(LSock, Cfg, Timeout) ->
                     {error, _} -> gen_tcp:close(Sock), Pid ! bodypipe_http_no_socket
                 end,
             loop(LSock, Cfg);
-        {error, closed} ->
+        {error, Reason} ->
+            ok = bodypipe_http_server:accept_ended(Counters),
+            accept_failed(LSock, Cfg, Reason)
+    end.
+
+accept_failed(LSock, Cfg, Reason) ->
+    case Reason of
+        closed ->
             exit(normal);
-        {error, timeout} ->
+        timeout ->
             loop(LSock, Cfg);
-        {error, einval} ->
+        einval ->
             %% The socket no longer listens: whoever shares it shut it down
             %% (`bodypipe serve' stopping); the gate is about to say so.
             receive {'EXIT', Pid, Why} -> exited(Pid, Why) after ?RECHECK_MS -> ok end,
             loop(LSock, Cfg);
-        {error, Reason} when Reason =:= emfile; Reason =:= enfile; Reason =:= enobufs;
-                             Reason =:= enomem ->
+        _ when Reason =:= emfile; Reason =:= enfile; Reason =:= enobufs; Reason =:= enomem ->
             %% Out of descriptors or memory: the connections in the backlog wait.
             logger:warning("bodypipe_http: accept failed: ~p", [Reason]),
             receive {'EXIT', Pid, Why} -> exited(Pid, Why) after 100 -> ok end,
             loop(LSock, Cfg);
-        {error, _} ->
+        _ ->
             %% A connection reset before it was accepted (econnaborted...).
             loop(LSock, Cfg)
     end.

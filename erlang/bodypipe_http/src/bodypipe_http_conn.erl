@@ -166,9 +166,10 @@ head(#c{sock = Sock, cfg = #{header_timeout := HT, counters := Counters}} = C, A
             close(C)
     end.
 
-%% Nothing of a request received yet: the connection counts as waiting (a
-%% server shutting down closes those without cutting a request).
-recv_head(Sock, Counters, Phase, Timeout) when Phase =:= fresh; Phase =:= idle ->
+%% A kept connection with nothing of its next request received yet counts as
+%% waiting (a server shutting down closes those without cutting a request). A
+%% fresh one does not: its client connected to send a request.
+recv_head(Sock, Counters, idle, Timeout) ->
     ok = bodypipe_http_server:waiting_started(Counters),
     try gen_tcp:recv(Sock, 0, Timeout)
     after bodypipe_http_server:waiting_ended(Counters)

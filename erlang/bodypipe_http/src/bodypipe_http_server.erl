@@ -12,12 +12,14 @@
 
 -export([start_link/1, port/1, info/1, requests/1, lifespan_shutdown/1, new_counters/0]).
 -export([connections/1, body_readers/1, connection_opened/1, connection_closed/1]).
--export([waiting/1, waiting_started/1, waiting_ended/1]).
+-export([waiting/1, waiting_started/1, waiting_ended/1, accepting/1, accept_started/1,
+         accept_ended/1]).
 -export([init/1]).
 
 -define(CONNECTIONS, 1).
 -define(BODY_READERS, 2).
 -define(WAITING, 3).
+-define(ACCEPTING, 4).
 
 %% @doc Starts the server described by `Cfg' (made by `bodypipe_http').
 -spec start_link(bodypipe_http:config()) -> {ok, pid()} | {error, term()}.
@@ -38,7 +40,8 @@ info(Name) ->
     #{counters := Counters, max_body_readers := Max} = Cfg,
     {ok, Port} = inet:port(LSock),
     #{connections => connections(Counters), body_readers => body_readers(Counters),
-      waiting => waiting(Counters), max_body_readers => Max, port => Port}.
+      waiting => waiting(Counters), accepting => accepting(Counters),
+      max_body_readers => Max, port => Port}.
 
 %% @doc See `bodypipe_http:requests/1'.
 -spec requests(atom()) -> [bodypipe_http_admin:request()].
@@ -59,7 +62,7 @@ lifespan_shutdown(Name) ->
 %% requests whose body is being read (see `bodypipe_http_conn').
 -spec new_counters() -> atomics:atomics_ref().
 new_counters() ->
-    atomics:new(3, [{signed, true}]).
+    atomics:new(4, [{signed, true}]).
 
 %% @doc Open connections of a server's `counters'.
 -spec connections(atomics:atomics_ref()) -> integer().
@@ -75,9 +78,11 @@ connection_opened(Counters) ->
 connection_closed(Counters) ->
     atomics:sub(Counters, ?CONNECTIONS, 1).
 
-%% @doc Open connections of a server's `counters' that wait for a request
-%% (new or kept alive, nothing of the next request received): a server that
-%% shuts down may close them without cutting a request.
+%% @doc Open connections of a server's `counters' kept alive after a
+%% response, waiting for their next request (nothing of it received): a
+%% server that shuts down may close them without cutting a request. A new
+%% connection does not count until its first response: its client has
+%% connected to send a request, which may be on its way.
 -spec waiting(atomics:atomics_ref()) -> integer().
 waiting(Counters) ->
     atomics:get(Counters, ?WAITING).
@@ -89,6 +94,22 @@ waiting_started(Counters) ->
 -spec waiting_ended(atomics:atomics_ref()) -> ok.
 waiting_ended(Counters) ->
     atomics:sub(Counters, ?WAITING, 1).
+
+%% @doc Acceptors of a server's `counters' inside an accept: a connection
+%% they take is counted open before they leave it, so a server that has shut
+%% its gate (`bodypipe_http_gate') and sees none accepting knows every
+%% connection it will ever have.
+-spec accepting(atomics:atomics_ref()) -> integer().
+accepting(Counters) ->
+    atomics:get(Counters, ?ACCEPTING).
+
+-spec accept_started(atomics:atomics_ref()) -> ok.
+accept_started(Counters) ->
+    atomics:add(Counters, ?ACCEPTING, 1).
+
+-spec accept_ended(atomics:atomics_ref()) -> ok.
+accept_ended(Counters) ->
+    atomics:sub(Counters, ?ACCEPTING, 1).
 
 %% @doc Requests of a server's `counters' holding a body-reader slot.
 -spec body_readers(atomics:atomics_ref()) -> integer().

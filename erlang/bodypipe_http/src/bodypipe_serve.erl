@@ -109,12 +109,16 @@ drain(Gate, Id, Graceful, Why) ->
               " waiting up to ~b ms~n", [Id, os:getpid(), Why, N, Graceful]),
     wait_idle(erlang:monotonic_time(millisecond) + Graceful).
 
-%% Done when every open connection waits for a request that has not begun
-%% (idle kept-alive ones would otherwise hold the drain until
-%% keepalive_timeout); those are closed by the exit.
+%% Done when no acceptor is inside an accept any more (one may still take a
+%% connection for a few ms after the gate shut; it is counted open before it
+%% leaves the accept) and every open connection is a kept-alive one waiting
+%% for a request that has not begun (those would otherwise hold the drain
+%% until keepalive_timeout); they are closed by the exit. A new connection
+%% holds it until its first response (or header_timeout).
 wait_idle(Deadline) ->
-    #{connections := Open, waiting := Waiting} = bodypipe_http:info(?NAME),
-    N = Open - Waiting,
+    #{connections := Open, waiting := Waiting, accepting := Accepting} =
+        bodypipe_http:info(?NAME),
+    N = Open - Waiting + Accepting,
     case N =< 0 orelse erlang:monotonic_time(millisecond) >= Deadline of
         true ->
             _ = N > 0 andalso
