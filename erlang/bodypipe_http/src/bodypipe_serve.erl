@@ -227,6 +227,7 @@ check_app(Spec, DefaultAttr) ->
         {error, {Name, Message}} -> {error, <<Name/binary, ": ", Message/binary>>}
     end.
 
+-spec fatal(non_neg_integer(), io:format(), [term()]) -> no_return().
 fatal(Status, Format, Args) ->
     io:format(standard_error, "bodypipe: " ++ Format ++ "~n", Args),
     erlang:halt(Status, [{flush, true}]).
