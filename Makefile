@@ -12,7 +12,7 @@ LOOM_RUSTFLAGS := $(RUSTFLAGS) --cfg bodypipe_loom
 LOOM_TARGET ?= target/loom
 
 
-.PHONY: selftest load stream-demo bench
+.PHONY: selftest load stream-demo bench serve serve-build gil-latency
 .PHONY: setup demo test fmt-check clippy test-rust test-loom test-python test-erlang bench wheel python-install-bench
 
 setup:
@@ -22,6 +22,21 @@ setup:
 ## in the same VM through py_buffer, on 127.0.0.1:$${PORT:-8080}; prints how to try it.
 demo: setup
 	bash scripts/demo.sh
+
+## `bodypipe serve` run from the repository (bin/bodypipe serve also works once built):
+##   make serve APP=module:callable SERVE_ARGS="--python-path DIR --workers 4 --bind 0.0.0.0:8000"
+APP ?= demo_app:application
+SERVE_ARGS ?= --python-path demo
+serve: setup serve-build
+	$(PY) bin/bodypipe serve $(APP) $(SERVE_ARGS)
+
+serve-build:
+	cd erlang && rebar3 compile
+
+## The latency of requests on new connections beside one holding the GIL in a long C call
+## (bodypipe serve --workers 2, and gunicorn -w 2 when installed): p50/p99.
+gil-latency: setup serve-build
+	$(PY) scripts/gil_latency.py
 
 ## Uploads 1 GiB with curl (fixed-length and chunked) to a fresh demo server and checks the hash.
 selftest: setup

@@ -11,8 +11,23 @@ set -uo pipefail
 cd "$(dirname "$0")"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-rebar3 ct "$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+# The tests' Python packages (Flask) are in the project venv (scripts/setup.sh). The embedded
+# interpreter takes its prefix from the python3 first on PATH (the venv's, with its pyvenv.cfg),
+# so the tests run with the venv's bin/ first; the NIF is built before, with PATH as it was, so
+# it links the same python3 as every other build (BODYPIPE_SKIP_NIF_BUILD: no rebuild in ct).
+VENV=${BODYPIPE_TEST_VENV:-$(cd .. && pwd)/.venv}
+if [ -x "$VENV/bin/python" ]; then
+    rebar3 as test compile 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    if [ "$status" -eq 0 ]; then
+        BODYPIPE_TEST_VENV=$VENV BODYPIPE_SKIP_NIF_BUILD=1 PATH="$VENV/bin:$PATH" \
+            rebar3 ct "$@" 2>&1 | tee "$log"
+        status=${PIPESTATUS[0]}
+    fi
+else
+    echo "erlang/test.sh: no project venv at $VENV (make setup creates it)" | tee "$log"
+    status=1
+fi
 out=$(sed 's/\x1b\[[0-9;]*m//g' "$log")
 passed=0; failed=0
 if [[ $out =~ All\ ([0-9]+)\ tests\ passed ]]; then

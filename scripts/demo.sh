@@ -20,14 +20,20 @@ esac
 
 echo "demo: building (rebar3 compile builds the NIF with cargo)"
 (cd erlang && rebar3 compile) >/tmp/bodypipe-demo-build.log 2>&1 || { cat /tmp/bodypipe-demo-build.log >&2; exit 1; }
-"$PY" -c 'import flask' 2>/dev/null || "$PY" -m pip install -q -r demo/requirements.txt
+# The demo's packages (Flask) are in the project venv (scripts/setup.sh), which the workers'
+# embedded interpreters use (--venv).
+VENV=${VENV:-$ROOT/.venv}
+"$VENV/bin/python" -c 'import flask' 2>/dev/null || { echo "demo: Flask is not in $VENV (run make setup)" >&2; exit 1; }
 
 if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/"; then
   echo "demo: port $PORT is already in use (set PORT=...)" >&2; exit 1
 fi
 LOG=$(mktemp /tmp/bodypipe-demo.XXXXXX.log)
-PORT=$PORT BODYPIPE_DEMO_DIR="$ROOT/demo" erl -noshell -pa erlang/_build/default/lib/{bodypipe,bodypipe_http,bodypipe_demo}/ebin \
-  -eval 'bodypipe_demo:main()' >"$LOG" 2>&1 &
+# `bodypipe serve` (bin/bodypipe): the demo app at /, the Flask app at /flask. The selftest reads
+# one worker VM's peak RSS, so it runs one worker; the demo runs one per core.
+if [ "$MODE" = selftest ]; then WORKERS=1; else WORKERS=${WORKERS:-$(nproc)}; fi
+"$PY" bin/bodypipe serve demo_app:application --mount /flask=demo_flask:app --python-path demo \
+  --bind "127.0.0.1:$PORT" --workers "$WORKERS" --venv "$VENV" >"$LOG" 2>&1 &
 SERVER=$!
 stop_server() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
 trap stop_server EXIT
@@ -48,7 +54,8 @@ if [ "$MODE" = selftest ]; then
   head -c "$SIZE" /dev/urandom | tee "$TMP/body" | sha256sum | cut -d' ' -f1 >"$TMP/client.sha"
   client_sha=$(cat "$TMP/client.sha")
   bytes=$(stat -c %s "$TMP/body")
-  hwm0=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
+  WORKER=$(pgrep -P "$SERVER" | head -n 1)
+  hwm0=$(awk '/VmHWM/ {print $2}' "/proc/$WORKER/status")
   fail=0
   for mode in fixed-length chunked; do
     if [ "$mode" = fixed-length ]; then src=(-T "$TMP/body"); else src=(-T - -H 'Transfer-Encoding: chunked'); fi
@@ -69,15 +76,16 @@ print(f"selftest: {m:<12} curl -T: {int(n):,} bytes in {t:.2f} s = {int(n) / t /
     echo "selftest:              server sha256 $server_sha (HTTP $code, $server_size bytes read by the app)"
     if [ "$code" != 200 ] || [ "$server_sha" != "$client_sha" ] || [ "$server_size" != "$bytes" ]; then fail=1; fi
   done
-  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
-  echo "selftest: server peak RSS (VmHWM) $((hwm / 1024)) MiB (before the uploads: $((hwm0 / 1024)) MiB)"
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$WORKER/status")
+  echo "selftest: worker VM peak RSS (VmHWM) $((hwm / 1024)) MiB (before the uploads: $((hwm0 / 1024)) MiB)"
   if [ "$fail" = 0 ]; then echo "selftest: OK"; exit 0; fi
   echo "selftest: FAILED"; sed -n 1,40p "$LOG" >&2; exit 1
 fi
 
 cat <<EOT
-bodypipe demo: an Erlang HTTP server (bodypipe_http) streaming request bodies through py_buffer
-into WSGI apps in the same VM, listening on $URL/  (server log: $LOG)
+bodypipe demo: \`bodypipe serve\` with $WORKERS worker VM(s), each an Erlang HTTP server
+(bodypipe_http) streaming request bodies through py_buffer into WSGI apps in the same VM,
+listening on $URL/  (server log: $LOG)
 
 Try, from another terminal:
   curl $URL/
@@ -87,8 +95,9 @@ Try, from another terminal:
   printf 'one\\ntwo\\nthree\\n' | curl -T - $URL/echo          # line echo, full duplex
   curl -F name=value -F file=@/tmp/body $URL/form            # streaming multipart parser
   curl $URL/flask/  ;  curl -T /tmp/body $URL/flask/upload    # a Flask app, unchanged
-  curl $URL/stats
+  curl $URL/stats                                             # per worker VM
   scripts/demo.sh --selftest                                  # 1 GiB upload, hash checked
-Ctrl-C stops the server.
+Serve your own app the same way: bin/bodypipe serve MODULE:CALLABLE --python-path DIR
+(bin/bodypipe serve --help lists every option). Ctrl-C stops the server (gracefully).
 EOT
 wait "$SERVER"

@@ -30,27 +30,22 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
 
-# Python packages: the build backend, the test runner and the real consumers the tests use.
-pip_install() {
-  "$PY" -m pip install -q --disable-pip-version-check "$@" 2>/tmp/bodypipe-pip.err || {
-    if grep -q externally-managed /tmp/bodypipe-pip.err; then
-      "$PY" -m pip install -q --disable-pip-version-check --break-system-packages "$@"
-    else
-      cat /tmp/bodypipe-pip.err >&2; return 1
-    fi
-  }
-}
-# The demo's apps and the load comparison (Flask, gunicorn) run in the interpreter the NIF embeds,
-# which does not read a venv yet: demo/requirements.txt goes there.
-[ -f demo/requirements.txt ] && pip_install -r demo/requirements.txt
-
-# The binding's build and test tools go into the project venv (.venv), never into that interpreter:
-# maturin + zig for the portable wheel, auditwheel, mypy (stubtest), pytest.
+# Every Python package goes into the project venv (.venv), made from the python3 the NIF embeds
+# (native/build.sh builds against python3 on PATH), never into that interpreter itself:
+# - the binding's build and test tools: maturin + zig for the portable wheel, auditwheel, mypy
+#   (stubtest), pytest;
+# - the demo's apps and the load comparison (Flask, gunicorn): `bodypipe serve --venv .venv`
+#   (scripts/demo.sh, scripts/load.sh) and the Erlang tests (erlang/test.sh puts .venv/bin first
+#   on PATH, where the embedded interpreter looks for its prefix) use the venv's site-packages;
+# - the Erlang suites' apps (Starlette, FastAPI, python-multipart, Django, Falcon, Bottle, uvloop:
+#   erlang/bodypipe_http/test/requirements.txt), in that same venv for the same reason.
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating the project venv .venv"
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r python/requirements-dev.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r demo/requirements.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r erlang/bodypipe_http/test/requirements.txt
 # pyright fetches its own JavaScript package (npm registry) on first use: do it here, not mid-test.
 .venv/bin/pyright --version >/dev/null
 echo "setup: done"

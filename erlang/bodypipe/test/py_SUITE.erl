@@ -209,7 +209,9 @@ pinned_libpython(_Config) ->
     #{python_version := Version, python_prefix := Prefix} = bodypipe_nif:build_info(),
     C = py:context(?FUNCTION_NAME),
     {ok, Version} = py:eval(C, <<"__import__('sys').version.replace('\\n', ' ')">>),
-    {ok, Prefix} = py:eval(C, <<"__import__('sys').prefix">>),
+    %% base_prefix: the interpreter itself, also when a venv is active (erlang/test.sh runs
+    %% the tests with the project venv's bin/ first on PATH).
+    {ok, Prefix} = py:eval(C, <<"__import__('sys').base_prefix">>),
     #{libpython := Lib} = py:info(),
     ct:log("embedded Python ~s at ~s, libpython ~s", [Version, Prefix, Lib]),
     {match, _} = re:run(Lib, <<"^", (re_escape(Prefix))/binary>>),

@@ -17,16 +17,32 @@
 %% '''
 -module(bodypipe_http).
 
--export([start/1, start_link/1, stop/1, port/1, info/1, default_options/0]).
+-export([start/1, start_link/1, stop/1, port/1, info/1, requests/1, lifespan_shutdown/1,
+         default_options/0]).
 
--export_type([options/0, config/0]).
+-export_type([options/0, config/0, mount/0, mount_option/0, app/0]).
+
+-type mount() :: {Prefix :: unicode:chardata(), AppSpec :: unicode:chardata()}
+               | {Prefix :: unicode:chardata(), AppSpec :: unicode:chardata(), [mount_option()]}.
+%% An application mounted at a path prefix. `AppSpec' is `"module:callable"'
+%% (a binary or an Erlang string).
+
+-type mount_option() :: {interface, wsgi | asgi} | buffer_chunked | {buffer_chunked, boolean()}.
+%% Per mount: `{interface, asgi}' serves an ASGI 3 app (default `wsgi');
+%% `buffer_chunked' (WSGI only) reads a chunked body to its end, up to
+%% `max_body', before calling the app, which then gets `CONTENT_LENGTH' (for
+%% frameworks that read no body without one: Django, Falcon, Bottle).
+
+-type app() :: #{name := binary(), interface := wsgi | asgi, buffer_chunked := boolean()}.
+%% A loaded mount, as the routing gives it to the connection.
 
 -type options() :: #{name => atom(),
                      ip => inet:ip_address(),
                      port => inet:port_number(),
                      reuseport => boolean(),
+                     fd => none | non_neg_integer(),
                      backlog => pos_integer(),
-                     apps => [{Prefix :: binary(), AppSpec :: binary()}],
+                     apps => [mount()],
                      python_path => [file:filename_all()],
                      validate => boolean(),
                      max_body => non_neg_integer(),
@@ -46,12 +62,15 @@
                      body_timeout => timeout(),
                      keepalive_timeout => timeout(),
                      app_timeout => timeout(),
-                     send_timeout => timeout()}.
+                     send_timeout => timeout(),
+                     gate => none | bodypipe_http_gate:gate(),
+                     access_log => none | bodypipe_http_access_log:log(),
+                     admin => boolean()}.
 %% Described with their defaults in erlang/README.md ("Options"). Times are in
 %% milliseconds.
 
 -type config() :: #{name := atom(),
-                    mounts := [{binary(), binary()}],
+                    mounts := [{binary(), app()}],
                     head_limits := map(),
                     chunk_limits := map(),
                     counters := atomics:atomics_ref(),
@@ -66,6 +85,7 @@ default_options() ->
       ip => {127, 0, 0, 1},
       port => 8080,
       reuseport => false,
+      fd => none,
       backlog => 1024,
       apps => [],
       python_path => [],
@@ -87,7 +107,10 @@ default_options() ->
       body_timeout => 30000,
       keepalive_timeout => 5000,
       app_timeout => infinity,
-      send_timeout => 30000}.
+      send_timeout => 30000,
+      gate => none,
+      access_log => none,
+      admin => false}.
 
 %% @doc Starts a server under the `bodypipe_http' application's supervisor (not
 %% linked to the caller); see `options()'.
@@ -99,13 +122,14 @@ start(Opts) ->
                      start => {bodypipe_http_server, start_link, [Cfg]},
                      restart => temporary, shutdown => infinity, type => supervisor,
                      modules => [bodypipe_http_server]},
-            case supervisor:start_child(bodypipe_http_sup, Spec) of
-                {ok, Pid} -> {ok, Pid};
-                {error, {already_started, _}} = E -> E;
-                %% The start function's own error, with the child's description.
-                {error, {Reason, Child}} when element(1, Child) =:= child -> {error, Reason};
-                {error, _} = E -> E
-            end;
+            Started = case supervisor:start_child(bodypipe_http_sup, Spec) of
+                          {ok, Pid} -> {ok, Pid};
+                          {error, {already_started, _}} = E -> E;
+                          %% The start function's own error, with the child's description.
+                          {error, {Reason, Child}} when element(1, Child) =:= child -> {error, Reason};
+                          {error, _} = E -> E
+                      end,
+            not_started(Started, Cfg);
         {error, _} = E ->
             E
     end.
@@ -114,9 +138,17 @@ start(Opts) ->
 -spec start_link(options()) -> {ok, pid()} | {error, term()}.
 start_link(Opts) ->
     case prepare(Opts) of
-        {ok, Cfg} -> bodypipe_http_server:start_link(Cfg);
+        {ok, Cfg} -> not_started(bodypipe_http_server:start_link(Cfg), Cfg);
         {error, _} = E -> E
     end.
+
+%% A server that did not start after its ASGI apps' lifespan startup: their
+%% shutdown runs now (a running server's runs when it stops).
+not_started({ok, _} = Ok, _Cfg) ->
+    Ok;
+not_started({error, _} = Error, Cfg) ->
+    bodypipe_asgi_lifespan:shutdown(maps:get(lifespan, Cfg)),
+    Error.
 
 %% @doc Stops the server registered as `Name': closes the listening socket and
 %% ends every connection.
@@ -138,12 +170,33 @@ stop(Name) ->
 port(Name) ->
     bodypipe_http_server:port(Name).
 
-%% @doc The server's counters: open connections, requests holding a
-%% body-reader slot, and that slot limit (`max_body_readers').
+%% @doc The server's counters: open connections, those of them kept alive
+%% and waiting for their next request (nothing of it received), acceptors
+%% inside an accept, requests holding a body-reader slot, and that slot
+%% limit (`max_body_readers').
 -spec info(atom()) -> #{connections := non_neg_integer(), body_readers := non_neg_integer(),
+                        waiting := non_neg_integer(), accepting := non_neg_integer(),
                         max_body_readers := pos_integer(), port := inet:port_number()}.
 info(Name) ->
     bodypipe_http_server:info(Name).
+
+%% @doc Upload progress: the requests the server `Name' is serving, oldest
+%% first, with the bytes of each body received so far and expected
+%% (`undefined' for a chunked body). The same list is served as JSON at
+%% `/_bodypipe/requests', with Prometheus metrics at `/_bodypipe/metrics',
+%% when the server's `admin' option is true (see `bodypipe_http_admin').
+-spec requests(atom()) -> [bodypipe_http_admin:request()].
+requests(Name) ->
+    bodypipe_http_server:requests(Name).
+
+%% @doc Runs the `lifespan.shutdown' of the server's ASGI apps now (it runs
+%% once: not again when the server stops), leaving the server and its
+%% connections as they are: for a caller about to halt the VM once its
+%% connections are done (a drained `bodypipe serve' worker), where closing
+%% the listening socket first would gain nothing.
+-spec lifespan_shutdown(atom()) -> ok.
+lifespan_shutdown(Name) ->
+    bodypipe_http_server:lifespan_shutdown(Name).
 
 %% ---------------------------------------------------------------------------
 
@@ -164,18 +217,41 @@ prepare(Opts0) ->
 
 load_apps(Name, Apps, Validate, Opts) ->
     %% Python registers each app as "Server Prefix" (several servers may run).
-    Loaded = [{P, AppName, bodypipe_wsgi:load(AppName, Spec, Validate)}
-              || {P0, Spec} <- Apps,
-                 P <- [bodypipe_http_target:normalize_prefix(P0)],
-                 AppName <- [<<(atom_to_binary(Name))/binary, " ", P/binary>>]],
+    Loaded = [{P, App, load_app(App, text(Spec), Validate)}
+              || Mount <- Apps,
+                 {P0, Spec, MountOpts} <- [mount(Mount)],
+                 P <- [bodypipe_http_target:normalize_prefix(text(P0))],
+                 App <- [app(<<(atom_to_binary(Name))/binary, " ", P/binary>>, MountOpts)]],
     case [{P, E} || {P, _, {error, _} = E} <- Loaded] of
         [] ->
             Mounts = lists:sort(fun({A, _}, {B, _}) -> byte_size(A) >= byte_size(B) end,
-                                [{P, AppName} || {P, AppName, ok} <- Loaded]),
-            {ok, config(Opts, Mounts)};
+                                [{P, App} || {P, App, ok} <- Loaded]),
+            %% ASGI lifespan startups, in the order the apps were given.
+            Asgi = [{P, N} || {P, #{interface := asgi, name := N}, ok} <- Loaded],
+            case bodypipe_asgi_lifespan:startup(Asgi) of
+                ok -> {ok, (config(Opts, Mounts))#{lifespan => Asgi}};
+                {error, _} = E -> E
+            end;
         Errors ->
             {error, {load_failed, Errors}}
     end.
+
+mount({Prefix, Spec}) -> {Prefix, Spec, []};
+mount({_, _, _} = Mount) -> Mount.
+
+app(Name, MountOpts) ->
+    #{name => Name,
+      interface => proplists:get_value(interface, MountOpts, wsgi),
+      buffer_chunked => proplists:get_bool(buffer_chunked, MountOpts)}.
+
+load_app(#{interface := asgi, name := Name}, Spec, _Validate) ->
+    bodypipe_asgi:load(Name, Spec);
+load_app(#{name := Name}, Spec, Validate) ->
+    bodypipe_wsgi:load(Name, Spec, Validate).
+
+%% Prefixes and app specs may be given as Erlang strings; Python gets bytes.
+text(Bin) when is_binary(Bin) -> Bin;
+text(Chars) -> unicode:characters_to_binary(Chars).
 
 config(Opts, Mounts) ->
     #{max_request_line := Line, max_header_line := HeaderLine, max_headers := Headers,
@@ -215,8 +291,12 @@ valid(name, V) -> is_atom(V);
 valid(ip, V) -> is_tuple(V);
 valid(port, V) -> is_integer(V) andalso V >= 0 andalso V < 65536;
 valid(reuseport, V) -> is_boolean(V);
+valid(admin, V) -> is_boolean(V);
 valid(validate, V) -> is_boolean(V);
-valid(apps, V) -> is_list(V);
+valid(apps, V) -> is_list(V) andalso lists:all(fun valid_mount/1, V);
+valid(fd, V) -> V =:= none orelse (is_integer(V) andalso V >= 0);
+valid(gate, V) -> V =:= none orelse bodypipe_http_gate:is_gate(V);
+valid(access_log, V) -> V =:= none orelse bodypipe_http_access_log:is_log(V);
 valid(python_path, V) -> is_list(V);
 valid(max_body, V) -> is_integer(V) andalso V >= 0;
 valid(max_trailers, V) -> is_integer(V) andalso V >= 0;
@@ -225,3 +305,16 @@ valid(K, V) when K =:= header_timeout; K =:= body_timeout; K =:= keepalive_timeo
                  K =:= app_timeout; K =:= send_timeout ->
     V =:= infinity orelse (is_integer(V) andalso V > 0);
 valid(_, V) -> is_integer(V) andalso V > 0.
+
+valid_mount({P, S}) -> is_text(P) andalso is_text(S);
+valid_mount({P, S, MountOpts}) ->
+    is_text(P) andalso is_text(S) andalso is_list(MountOpts)
+        andalso lists:all(fun({interface, I}) -> I =:= wsgi orelse I =:= asgi;
+                             (buffer_chunked) -> true;
+                             ({buffer_chunked, B}) -> is_boolean(B);
+                             (_) -> false
+                          end, MountOpts);
+valid_mount(_) -> false.
+
+is_text(T) ->
+    try is_binary(unicode:characters_to_binary(T)) catch error:_ -> false end.

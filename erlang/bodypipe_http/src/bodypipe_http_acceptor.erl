@@ -13,12 +13,19 @@
 %% its connections ends, or every 50 ms (a connection of another acceptor may
 %% have ended). Acceptors check the count independently, so it may be exceeded
 %% by at most the number of acceptors minus one.
+%%
+%% With a `gate' (`bodypipe_http_gate'), the acceptor also waits while the gate
+%% is shut, and accepts with a timeout of ?GATED_ACCEPT_MS so that an accept
+%% already waiting when the gate shuts ends soon: connections then stay in the
+%% shared listening socket's queue for another worker VM to take.
 -module(bodypipe_http_acceptor).
 
 -export([start_link/2]).
 -export([init/3]).
 
 -define(RECHECK_MS, 50).
+-define(GATED_ACCEPT_MS, 20).
+-define(GATE_RECHECK_MS, 5).
 
 %% @doc Starts an acceptor on `LSock'.
 -spec start_link(gen_tcp:socket(), bodypipe_http:config()) -> {ok, pid()}.
@@ -34,19 +41,34 @@ init(Parent, LSock, Cfg) ->
 
 loop(LSock, #{counters := Counters, max_connections := Max} = Cfg) ->
     ok = flush_exits(),
+    Gate = maps:get(gate, Cfg, none),
     case bodypipe_http_server:connections(Counters) >= Max of
         true ->
             receive {'EXIT', Pid, Reason} -> exited(Pid, Reason) after ?RECHECK_MS -> ok end,
             loop(LSock, Cfg);
+        false when Gate =:= none ->
+            accept(LSock, Cfg, infinity);
         false ->
-            accept(LSock, Cfg)
+            case bodypipe_http_gate:accepting(Gate) of
+                true ->
+                    accept(LSock, Cfg, ?GATED_ACCEPT_MS);
+                false ->
+                    receive {'EXIT', Pid, Reason} -> exited(Pid, Reason)
+                    after ?GATE_RECHECK_MS -> ok
+                    end,
+                    loop(LSock, Cfg)
+            end
     end.
 
-accept(LSock, Cfg) ->
-    case gen_tcp:accept(LSock) of
+accept(LSock, Cfg, Timeout) ->
+    Counters = maps:get(counters, Cfg),
+    ok = bodypipe_http_server:accept_started(Counters),
+    case gen_tcp:accept(LSock, Timeout) of
         {ok, Sock} ->
             %% Counted here, before the next check; the connection takes it back.
-            bodypipe_http_server:connection_opened(maps:get(counters, Cfg)),
+            %% Open before the accept ends, so no connection is ever in neither count.
+            bodypipe_http_server:connection_opened(Counters),
+            ok = bodypipe_http_server:accept_ended(Counters),
             Pid = bodypipe_http_conn:start_link(Cfg),
             _ = case gen_tcp:controlling_process(Sock, Pid) of
                     ok -> Pid ! {bodypipe_http_socket, Sock};
@@ -54,15 +76,28 @@ accept(LSock, Cfg) ->
                     {error, _} -> gen_tcp:close(Sock), Pid ! bodypipe_http_no_socket
                 end,
             loop(LSock, Cfg);
-        {error, closed} ->
+        {error, Reason} ->
+            ok = bodypipe_http_server:accept_ended(Counters),
+            accept_failed(LSock, Cfg, Reason)
+    end.
+
+accept_failed(LSock, Cfg, Reason) ->
+    case Reason of
+        closed ->
             exit(normal);
-        {error, Reason} when Reason =:= emfile; Reason =:= enfile; Reason =:= enobufs;
-                             Reason =:= enomem ->
+        timeout ->
+            loop(LSock, Cfg);
+        einval ->
+            %% The socket no longer listens: whoever shares it shut it down
+            %% (`bodypipe serve' stopping); the gate is about to say so.
+            receive {'EXIT', Pid, Why} -> exited(Pid, Why) after ?RECHECK_MS -> ok end,
+            loop(LSock, Cfg);
+        _ when Reason =:= emfile; Reason =:= enfile; Reason =:= enobufs; Reason =:= enomem ->
             %% Out of descriptors or memory: the connections in the backlog wait.
             logger:warning("bodypipe_http: accept failed: ~p", [Reason]),
             receive {'EXIT', Pid, Why} -> exited(Pid, Why) after 100 -> ok end,
             loop(LSock, Cfg);
-        {error, _} ->
+        _ ->
             %% A connection reset before it was accepted (econnaborted...).
             loop(LSock, Cfg)
     end.

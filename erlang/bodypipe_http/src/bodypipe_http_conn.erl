@@ -15,7 +15,12 @@
 %%    route (404), `max_body' against the Content-Length (413), and a free
 %%    body-reader slot for a request with a body (503 + `Retry-After'). Then
 %%    `100 Continue' if the client asked for it, and the application is started
-%%    (`bodypipe_wsgi:run_async/2') with the ring-mode buffer as `wsgi.input'.
+%%    (`bodypipe_wsgi:run_async/2', or `bodypipe_asgi:run_async/3' for an ASGI
+%%    mount: both answer alike) with the ring-mode buffer as its body. A
+%%    `buffer_chunked' WSGI mount with a chunked body is started only once the
+%%    whole body is in an unbounded buffer, with its CONTENT_LENGTH.
+%%    With the `admin' option, `/_bodypipe/' paths are answered here
+%%    (`bodypipe_http_admin').
 %% 3. The exchange: one `receive' loop streams the body from the socket
 %%    (`{active, once}') into the buffer, fixed-length with `py_buffer:write/2'
 %%    (bytes past the Content-Length are kept for the next request) or chunked
@@ -49,6 +54,7 @@
 
 -record(x, {c :: #c{},
             method :: binary(),
+            target :: binary(),
             version :: {1, 0 | 1},
             keep_alive :: boolean(),
             buf :: py_buffer:buffer(),
@@ -56,16 +62,21 @@
             blocked = false :: false | binary(),   % body bytes waiting for room
             rest = <<>> :: binary(),               % bytes after the body
             body_deadline = infinity :: integer() | infinity,
-            app :: {run, reference()} | {step, reference(), py:pyobj()} | done,
+            app :: {run, reference()} | {step, reference(), py:pyobj()} | done
+                 | {deferred, fun((map()) -> {ok, reference()} | {error, term()}), map()},
             app_deadline = infinity :: integer() | infinity,
             resp = none :: none | {sent, bodypipe_http_response:framing()} | over,
             sock = open :: open | draining | closed,
             drain_deadline = infinity :: integer() | infinity,
             drain_left = 0 :: integer(),
             close = false :: boolean(),
-            big_reads = false :: boolean()}).      % socket reads of chunk_size
+            big_reads = false :: boolean(),        % socket reads of chunk_size
+            status = none :: none | 100..599,      % for the access log
+            sent = 0 :: non_neg_integer()}).       % body bytes sent, for the access log
 
 -define(SLOT, bodypipe_http_body_reader).
+%% The head of the request in progress, for the access log.
+-define(REQUEST, bodypipe_http_request).
 %% Socket reads while a head is awaited (the listening socket's `buffer'): the
 %% driver keeps a buffer of that size per connection, idle ones included.
 %% Bodies are read `chunk_size' at a time.
@@ -95,6 +106,7 @@ init(#{counters := Counters} = Cfg) ->
         end
     after
         release_reader(Cfg),
+        bodypipe_http_admin:untrack(maps:get(requests, Cfg, undefined)),
         bodypipe_http_server:connection_closed(Counters)
     end.
 
@@ -141,8 +153,9 @@ next_request(#c{sock = Sock, cfg = #{header_timeout := HT, keepalive_timeout := 
 %% Phase: fresh (a new connection, nothing received yet), idle (kept
 %% connection, nothing received yet) or partial. Line: whether the request
 %% line has been checked yet (unchecked | checked).
-head(#c{sock = Sock, cfg = #{header_timeout := HT}} = C, Acc, Line, Phase, Deadline) ->
-    case gen_tcp:recv(Sock, 0, timeout(Deadline)) of
+head(#c{sock = Sock, cfg = #{header_timeout := HT, counters := Counters}} = C, Acc, Line, Phase,
+     Deadline) ->
+    case recv_head(Sock, Counters, Phase, timeout(Deadline)) of
         {ok, Data} when Phase =:= idle ->
             received(C, Acc, Line, Data, deadline(HT));
         {ok, Data} ->
@@ -152,6 +165,17 @@ head(#c{sock = Sock, cfg = #{header_timeout := HT}} = C, Acc, Line, Phase, Deadl
         {error, _} ->
             close(C)
     end.
+
+%% A kept connection with nothing of its next request received yet counts as
+%% waiting (a server shutting down closes those without cutting a request). A
+%% fresh one does not: its client connected to send a request.
+recv_head(Sock, Counters, idle, Timeout) ->
+    ok = bodypipe_http_server:waiting_started(Counters),
+    try gen_tcp:recv(Sock, 0, Timeout)
+    after bodypipe_http_server:waiting_ended(Counters)
+    end;
+recv_head(Sock, _Counters, _Phase, Timeout) ->
+    gen_tcp:recv(Sock, 0, Timeout).
 
 %% The head is parsed when it may be complete (an empty line arrived), when a
 %% limit is passed, and once early for the request line (so a bad one is
@@ -206,32 +230,42 @@ parse_copy(#c{cfg = #{head_limits := Limits}} = C, Acc) ->
 %% ---------------------------------------------------------------------------
 %% Before the body.
 
-request(#c{cfg = Cfg} = C, #{method := Method, target := Target, version := Version,
-                             body := Body} = Head, Rest) ->
-    #{mounts := Mounts, max_body := MaxBody} = Cfg,
+request(#c{cfg = Cfg} = C, #{method := Method, target := Target, version := Version} = Head,
+        Rest) ->
+    put(?REQUEST, Head),
     case bodypipe_http_target:parse(Method, Target) of
         {error, Reason} ->
             reject(C, 400, Reason, Version);
-        {ok, #{path := Path, query := Query}} ->
-            case bodypipe_http_target:route(Path, Mounts) of
-                nomatch ->
-                    not_found(C, Head, Rest);
-                {App, ScriptName, PathInfo} ->
-                    case {too_large(Body, MaxBody), has_body(Body)} of
-                        {true, _} ->
-                            %% Refused before reading (and before 100 Continue).
-                            reject(C, 413, body_too_large, Version);
-                        {false, true} ->
-                            case acquire_reader(Cfg) of
-                                true ->
-                                    start(C, Head, Rest, App, {ScriptName, PathInfo, Query});
-                                false ->
-                                    reject(C, 503, too_many_body_readers, Version,
-                                           [{<<"Retry-After">>, <<"1">>}])
-                            end;
-                        {false, false} ->
-                            start(C, Head, Rest, App, {ScriptName, PathInfo, Query})
-                    end
+        {ok, #{path := Path} = Parsed} when map_get(admin, Cfg) ->
+            case bodypipe_http_admin:handle(Method, Path, Cfg) of
+                nomatch -> route(C, Head, Rest, Parsed);
+                {Status, Type, Text} -> answer(C, Head, Rest, Status, Type, Text)
+            end;
+        {ok, Parsed} ->
+            route(C, Head, Rest, Parsed)
+    end.
+
+route(#c{cfg = Cfg} = C, #{version := Version, body := Body} = Head, Rest,
+      #{path := Path, query := Query}) ->
+    #{mounts := Mounts, max_body := MaxBody} = Cfg,
+    case bodypipe_http_target:route(Path, Mounts) of
+        nomatch ->
+            not_found(C, Head, Rest);
+        {App, ScriptName, PathInfo} ->
+            case {too_large(Body, MaxBody), has_body(Body)} of
+                {true, _} ->
+                    %% Refused before reading (and before 100 Continue).
+                    reject(C, 413, body_too_large, Version);
+                {false, true} ->
+                    case acquire_reader(Cfg) of
+                        true ->
+                            start(C, Head, Rest, App, {ScriptName, PathInfo, Query});
+                        false ->
+                            reject(C, 503, too_many_body_readers, Version,
+                                   [{<<"Retry-After">>, <<"1">>}])
+                    end;
+                {false, false} ->
+                    start(C, Head, Rest, App, {ScriptName, PathInfo, Query})
             end
     end.
 
@@ -242,23 +276,35 @@ has_body(chunked) -> true;
 has_body({length, N}) -> N > 0;
 has_body(none) -> false.
 
-not_found(C, #{body := Body, version := Version, keep_alive := KeepAlive, method := Method},
-          Rest) ->
+not_found(C, #{body := Body, version := Version, keep_alive := KeepAlive} = Head, Rest) ->
     case has_body(Body) orelse not KeepAlive of
         true ->
             reject(C, 404, no_mount, Version);
         false ->
-            Text = <<"no application mounted here\n">>,
-            Headers = [{<<"Content-Type">>, <<"text/plain; charset=utf-8">>},
-                       {<<"Content-Length">>, integer_to_binary(byte_size(Text))}],
-            Framing = bodypipe_http_response:framing(Method, Version, <<"404">>, Headers),
-            {Bytes, _, _} = bodypipe_http_response:body(Framing, Text),
-            case gen_tcp:send(C#c.sock,
-                              [bodypipe_http_response:head(<<"404 Not Found">>, Headers, Framing,
-                                                           true, Version), Bytes]) of
-                ok -> next_request(C, Rest);
-                {error, _} -> close(C)
-            end
+            answer(C, Head, Rest, <<"404 Not Found">>, <<"text/plain; charset=utf-8">>,
+                   <<"no application mounted here\n">>)
+    end.
+
+%% A response of the server's own to a request without a body (or, closing
+%% the connection, with one: the body is not read). Not kept alive while the
+%% server is shutting down.
+answer(#c{cfg = Cfg} = C,
+       #{body := Body, version := Version, keep_alive := KeepAlive, method := Method},
+       Rest, Status, Type, Text0) ->
+    Text = iolist_to_binary(Text0),
+    Keep = KeepAlive andalso not has_body(Body)
+               andalso not bodypipe_http_gate:draining(maps:get(gate, Cfg, none)),
+    Headers = [{<<"Content-Type">>, Type},
+               {<<"Content-Length">>, integer_to_binary(byte_size(Text))}],
+    Framing = bodypipe_http_response:framing(Method, Version, Status, Headers),
+    {Bytes, _, _} = bodypipe_http_response:body(Framing, Text),
+    <<Code:3/binary, _/binary>> = Status,
+    log(C, binary_to_integer(Code), byte_size(Text)),
+    case gen_tcp:send(C#c.sock, [bodypipe_http_response:head(Status, Headers, Framing, Keep,
+                                                             Version), Bytes]) of
+        ok when Keep -> next_request(C, Rest);
+        ok -> _ = gen_tcp:shutdown(C#c.sock, write), drain(C, deadline(?DRAIN_MS), ?DRAIN_BYTES);
+        {error, _} -> close(C)
     end.
 
 start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
@@ -272,20 +318,31 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                               {length, N} -> {N, {fixed, N}};
                               chunked -> {undefined, {chunked, bodypipe_http_parser:chunked_new(ChunkLimits)}}
                           end,
-    {ok, Buf} = py_buffer:new(#{content_length => Length, max_buffered => MaxBuffered,
-                                max_size => MaxBody}),
+    %% A buffer_chunked mount: the whole chunked body is read before the app
+    %% is called (so it can be given a CONTENT_LENGTH), into an unbounded
+    %% buffer (max_body still caps it), not a ring the app is not reading yet.
+    Buffered = maps:get(buffer_chunked, App) andalso Body =:= chunked
+                   andalso maps:get(interface, App) =:= wsgi,
+    {ok, Buf} = case Buffered of
+                    true -> py_buffer:new(#{max_size => MaxBody});
+                    false -> py_buffer:new(#{content_length => Length, max_buffered => MaxBuffered,
+                                             max_size => MaxBody})
+                end,
     %% 100 Continue at body start: the request passed every check that does
     %% not need the body; the client has not sent any of it yet.
     _ = case Continue andalso Version =:= {1, 1} andalso BodyState =/= done andalso Rest =:= <<>> of
             true -> gen_tcp:send(Sock, <<"HTTP/1.1 100 Continue\r\n\r\n">>);
             false -> ok
         end,
-    Environ = bodypipe_wsgi:environ(Head, Route, Buf, Info),
-    X0 = #x{c = C, method = Method, version = Version, keep_alive = KeepAlive, buf = Buf,
+    Call = fun(H) -> call_app(App, H, Route, Buf, Info) end,
+    bodypipe_http_admin:track(maps:get(requests, Cfg, undefined), Method, maps:get(target, Head),
+                              Buf, Length),
+    X0 = #x{c = C, method = Method, target = maps:get(target, Head), version = Version,
+            keep_alive = KeepAlive, buf = Buf,
             body = BodyState, app = done, app_deadline = deadline(AppTimeout)},
     X1 = case BodyState of
              done ->
-                 py_buffer:close(Buf),
+                 _ = py_buffer:close(Buf),
                  X0#x{rest = Rest};
              _ ->
                  ChunkSize = maps:get(chunk_size, Cfg),
@@ -294,7 +351,25 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                      false -> X0
                  end
          end,
-    case bodypipe_wsgi:run_async(App, Environ) of
+    case Buffered of
+        true ->
+            X2 = X1#x{app = {deferred, Call, Head}},
+            loop(case Rest of
+                     <<>> -> arm(X2);
+                     _ -> feed(X2, Rest)
+                 end);
+        false ->
+            start_app(C, X1, Call(Head), BodyState, Rest)
+    end.
+
+%% The application's call: WSGI or ASGI (both answer as bodypipe_wsgi describes).
+call_app(#{interface := asgi, name := Name}, Head, Route, Buf, Info) ->
+    bodypipe_asgi:run_async(Name, bodypipe_asgi:scope(Head, Route, Info), Buf);
+call_app(#{name := Name}, Head, Route, Buf, Info) ->
+    bodypipe_wsgi:run_async(Name, bodypipe_wsgi:environ(Head, Route, Buf, Info)).
+
+start_app(#c{cfg = Cfg} = C, #x{buf = Buf, version = Version} = X1, Started, BodyState, Rest) ->
+    case Started of
         {ok, Ref} ->
             X2 = X1#x{app = {run, Ref}},
             X3 = case BodyState of
@@ -304,7 +379,7 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                  end,
             loop(X3);
         {error, Reason} ->
-            logger:error("bodypipe_http: cannot call the WSGI host: ~tp", [Reason]),
+            logger:error("bodypipe_http: cannot call the Python host: ~tp", [Reason]),
             py_buffer:abort(Buf, host_failed),
             release_reader(Cfg),
             reject(C, 500, host_failed, Version)
@@ -316,7 +391,10 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
 loop(#x{app = done} = X) ->
     finish(X);
 loop(#x{c = #c{sock = Sock}, buf = Buf, app = App} = X) ->
-    AppRef = element(2, App),
+    AppRef = case App of
+                 {deferred, _, _} -> no_call_yet;
+                 _ -> element(2, App)
+             end,
     receive
         {tcp, Sock, Data} ->
             loop(data(X, Data));
@@ -391,9 +469,28 @@ arm(#x{c = #c{sock = Sock, cfg = #{body_timeout := T}}} = X) ->
     X#x{body_deadline = deadline(T)}.
 
 body_done(#x{buf = Buf, c = #c{cfg = Cfg}} = X) ->
-    py_buffer:close(Buf),
+    _ = py_buffer:close(Buf),
     release_reader(Cfg),
-    X#x{body = done, body_deadline = infinity}.
+    call_deferred(X#x{body = done, body_deadline = infinity}).
+
+%% A buffer_chunked mount: the body is all there, the app is called with its
+%% length (its environ has CONTENT_LENGTH and, as always, no
+%% HTTP_TRANSFER_ENCODING: the app reads the de-chunked bytes).
+call_deferred(#x{app = {deferred, Call, Head}, buf = Buf} = X) ->
+    #{written := N} = py_buffer:info(Buf),
+    case Call(Head#{body := {length, N}}) of
+        {ok, Ref} ->
+            X#x{app = {run, Ref}};
+        {error, Reason} ->
+            logger:error("bodypipe_http: cannot call the Python host: ~tp", [Reason]),
+            fail(X#x{app = done}, 500, host_failed)
+    end;
+call_deferred(X) ->
+    X.
+
+%% The body ended badly before a buffer_chunked app was called: it never is.
+not_called(#x{app = {deferred, _, _}} = X) -> X#x{app = done};
+not_called(X) -> X.
 
 %% The application closed wsgi.input: the rest of the body is not read.
 body_unread(#x{c = #c{cfg = Cfg}} = X) ->
@@ -405,19 +502,25 @@ body_unread(#x{c = #c{cfg = Cfg}} = X) ->
 body_failed(#x{buf = Buf, c = #c{cfg = Cfg}} = X, Status, Reason) ->
     py_buffer:abort(Buf, Reason),
     release_reader(Cfg),
-    fail(X#x{body = failed, blocked = false, body_deadline = infinity}, Status, Reason).
+    fail(not_called(X#x{body = failed, blocked = false, body_deadline = infinity}), Status, Reason).
 
-disconnected(#x{body = {_, _}, buf = Buf, c = #c{cfg = Cfg}} = X) ->
+%% The client went away mid-body: one line in the log, no error response
+%% (there is nobody to read it); the app's reads raise BodyAborted, which the
+%% hosts treat as the end of the request, not as the app's error.
+disconnected(#x{body = {_, _}, buf = Buf, c = #c{cfg = Cfg}, method = Method, target = Target} = X) ->
+    #{written := N} = py_buffer:info(Buf),
+    logger:notice("bodypipe_http: ~ts ~ts: client went away after ~b bytes of the request body",
+                  [Method, Target, N]),
     py_buffer:abort(Buf, client_disconnected),
     release_reader(Cfg),
-    close_socket(X#x{body = disconnected, blocked = false, body_deadline = infinity});
+    close_socket(not_called(X#x{body = disconnected, blocked = false, body_deadline = infinity}));
 disconnected(X) ->
     close_socket(X).
 
 %% Answer Status and close, or, once the response has started, cut it short.
 fail(#x{resp = none, sock = open, version = Version} = X, Status, Reason) ->
     logger:debug("bodypipe_http: ~b (~p)", [Status, Reason]),
-    X1 = send(X#x{resp = over, close = true},
+    X1 = send(X#x{resp = over, close = true, status = Status},
               bodypipe_http_response:error_response(Status, Version)),
     start_drain(X1);
 fail(#x{resp = {sent, _}} = X, _Status, Reason) ->
@@ -448,7 +551,8 @@ expired(X) ->
 app_timeout(#x{body = {_, _}} = X) ->
     app_timeout(body_failed(X, 503, app_timeout));
 app_timeout(#x{resp = none, sock = open, version = Version} = X) ->
-    X1 = send(X#x{resp = over}, bodypipe_http_response:error_response(503, Version)),
+    X1 = send(X#x{resp = over, status = 503},
+              bodypipe_http_response:error_response(503, Version)),
     close_socket(X1#x{app_deadline = infinity, close = true});
 app_timeout(X) ->
     close_socket(X#x{app_deadline = infinity, resp = over, close = true}).
@@ -485,15 +589,18 @@ app_result(#x{app = {step, _, More}} = X, Result) ->
             close_socket(X#x{app = done, resp = over, close = true})
     end.
 
-respond(#x{method = Method, version = Version, keep_alive = KeepAlive0} = X,
+respond(#x{method = Method, version = Version, keep_alive = KeepAlive0, c = #c{cfg = Cfg}} = X,
         {Status, Headers, Chunks, More}) ->
     Framing = bodypipe_http_response:framing(Method, Version, Status, Headers),
-    %% Kept alive only if the body has been read to its end by now and the
-    %% response can be delimited without closing.
+    %% Kept alive only if the body has been read to its end by now, the
+    %% response can be delimited without closing and the server is not
+    %% shutting down.
     KeepAlive = KeepAlive0 andalso X#x.body =:= done andalso not X#x.close
-                    andalso Framing =/= close,
+                    andalso Framing =/= close
+                    andalso not bodypipe_http_gate:draining(maps:get(gate, Cfg, none)),
     HeadBytes = bodypipe_http_response:head(Status, Headers, Framing, KeepAlive, Version),
-    X1 = X#x{close = not KeepAlive},
+    <<Code:3/binary, _/binary>> = Status,
+    X1 = X#x{close = not KeepAlive, status = binary_to_integer(Code)},
     blocks(X1, Framing, Chunks, More, HeadBytes).
 
 blocks(X, Framing, Blocks, More) ->
@@ -503,7 +610,11 @@ blocks(X, Framing, Blocks, More) ->
 %% application's Content-Length; then asks for the next block.
 blocks(X, Framing, Blocks, More, Prefix) ->
     {Out, Framing1, Dropped} = frame(Framing, Blocks, [], 0),
-    X1 = send(X#x{resp = {sent, Framing1}}, [Prefix | Out]),
+    Sent = case Framing of
+               none -> 0;
+               _ -> lists:sum([byte_size(B) || B <- Blocks]) - Dropped
+           end,
+    X1 = send(X#x{resp = {sent, Framing1}, sent = X#x.sent + Sent}, [Prefix | Out]),
     if
         X1#x.sock =/= open ->
             bodypipe_wsgi:close(More),
@@ -552,9 +663,11 @@ complete(X) ->
 %% ---------------------------------------------------------------------------
 %% After the exchange.
 
-finish(#x{c = #c{cfg = Cfg}} = X) ->
+finish(#x{c = #c{cfg = Cfg} = C, status = Status, sent = Sent} = X) ->
     %% The application is done with the body, read or not.
     release_reader(Cfg),
+    bodypipe_http_admin:untrack(maps:get(requests, Cfg, undefined)),
+    log(C, Status, Sent),
     finish_connection(X).
 
 finish_connection(#x{sock = closed}) ->
@@ -628,6 +741,7 @@ reject(C, Status, Reason, Version) ->
 
 reject(#c{sock = Sock} = C, Status, Reason, Version, Extra) ->
     logger:debug("bodypipe_http: ~b (~p)", [Status, Reason]),
+    log(C, Status, byte_size(bodypipe_http_response:reason(Status)) + 1),
     case gen_tcp:send(Sock, bodypipe_http_response:error_response(Status, Version, Extra)) of
         ok ->
             _ = gen_tcp:shutdown(Sock, write),
@@ -642,6 +756,34 @@ close(#c{sock = Sock}) ->
 
 %% ---------------------------------------------------------------------------
 %% Helpers.
+
+%% One access-log line for the request in progress (`Status' none: nothing
+%% was answered); a request whose head could not be parsed is logged as "-".
+log(#c{cfg = Cfg, info = Info}, Status, Bytes) ->
+    case maps:get(access_log, Cfg, none) of
+        none ->
+            _ = erase(?REQUEST),
+            ok;
+        Log ->
+            Base = #{remote => maps:get(remote_addr, Info, <<"-">>), status => Status,
+                     bytes => Bytes},
+            Entry = case erase(?REQUEST) of
+                        #{method := M, target := T, version := V, headers := H} ->
+                            Base#{method => M, target => T, version => V,
+                                  referer => header(<<"referer">>, H),
+                                  user_agent => header(<<"user-agent">>, H)};
+                        undefined ->
+                            Base#{method => none, target => <<>>, version => {1, 1},
+                                  referer => none, user_agent => none}
+                    end,
+            bodypipe_http_access_log:request(Log, Entry)
+    end.
+
+header(Name, Headers) ->
+    case lists:keyfind(Name, 1, Headers) of
+        {_, Value} -> Value;
+        false -> none
+    end.
 
 setopts(Sock, Opts) ->
     inet:setopts(Sock, Opts).

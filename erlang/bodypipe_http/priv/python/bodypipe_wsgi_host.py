@@ -18,6 +18,16 @@ are merged). A violation raises ``ValueError`` in the application; uncaught, it 
 status and headers go to Erlang as latin-1 ``bytes``. Blocks go to Erlang at most
 ``MAX_BLOCK`` bytes at a time (a larger block is sent in slices over several steps), so a huge
 ``bytes`` object returned by an application never has to be copied into one Erlang binary.
+
+Aborts are not errors. When the server aborts a request's body (the client went away, the body
+is larger than ``max_body``, a timeout), the server has answered or there is nobody left to
+answer, and it logs that in one line of its own. So an app that then lets ``BodyAborted`` escape
+gets no traceback and no 500 (a quiet 400 that the server drops), and ``wsgi.errors`` (an
+:class:`ErrorStream` over ``sys.stderr``) drops what the app writes about it once the body is
+aborted: the tracebacks Flask, Falcon and Bottle log for the exception they caught.
+
+``environ["bodypipe.progress"]`` is the body's upload progress (``bodypipe_progress.Progress``:
+``received``, ``expected``, ``done``).
 """
 
 import collections
@@ -28,7 +38,10 @@ import sys
 import traceback
 import warnings
 
-__all__ = ["load", "run", "Response", "MAX_BLOCK"]
+from bodypipe import BodyAborted
+from bodypipe_progress import Progress
+
+__all__ = ["load", "run", "Response", "ErrorStream", "MAX_BLOCK"]
 
 MAX_BLOCK = 1 << 20
 
@@ -67,7 +80,56 @@ def load(name, spec, validate=False):
     return name
 
 
-def _error_response(environ):
+def body_aborted(buf):
+    """Whether the server aborted the body ``buf`` (its reader sees BodyAborted at its end)."""
+    at_eof = getattr(buf, "at_eof", None)
+    if at_eof is None:
+        return False
+    try:
+        at_eof()
+    except BodyAborted:
+        return True
+    return False
+
+
+class ErrorStream:
+    """``wsgi.errors``: ``sys.stderr`` (looked up at each write), mute once the request's body
+    was aborted by the server (see the module docstring)."""
+
+    __slots__ = ("_input",)
+
+    def __init__(self, body):
+        self._input = body
+
+    def _stream(self):
+        return None if body_aborted(self._input) else sys.stderr
+
+    def write(self, text):
+        stream = self._stream()
+        if stream is not None:
+            stream.write(text)
+
+    def writelines(self, lines):
+        stream = self._stream()
+        if stream is not None:
+            stream.writelines(lines)
+
+    def flush(self):
+        stream = self._stream()
+        if stream is not None:
+            stream.flush()
+
+
+def _aborted_response():
+    # Nobody reads this: the server has answered (413, 408, 503) or the client is gone.
+    body = b"request body aborted\n"
+    headers = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"%d" % len(body))]
+    return (b"400 Bad Request", headers, [body], None)
+
+
+def _error_response(environ, body):
+    if body_aborted(body):
+        return _aborted_response()
     try:
         traceback.print_exc(file=environ.get("wsgi.errors", sys.stderr))
     except Exception:  # pragma: no cover - the error stream itself failed
@@ -249,7 +311,11 @@ def run(name, environ):
     for key, value in environ.items():
         if type(value) is bytes:
             environ[key] = value.decode("latin-1")
-    environ["wsgi.errors"] = sys.stderr
+    body = environ.get("wsgi.input")
+    environ["wsgi.errors"] = ErrorStream(body)
+    if body is not None:
+        length = environ.get("CONTENT_LENGTH")
+        environ["bodypipe.progress"] = Progress(body, int(length) if length else None)
     environ["wsgi.version"] = (1, 0)
     if isinstance(name, bytes):
         name = name.decode()
@@ -258,7 +324,7 @@ def run(name, environ):
     try:
         result = resp.context.run(app, environ, resp.start_response)
     except Exception:
-        return _error_response(environ)
+        return _error_response(environ, body)
     try:
         return resp.context.run(resp.first, result)
     except Exception:
@@ -266,4 +332,4 @@ def run(name, environ):
             resp.close()
         except Exception:
             pass
-        return _error_response(environ)
+        return _error_response(environ, body)

@@ -1,0 +1,57 @@
+%% @doc Keeps a worker VM's accept gate (`bodypipe_http_gate') shut while its
+%% embedded interpreter cannot run Python code.
+%%
+%% A request holding the GIL in a long C call (`sum(range(10**9))' never lets
+%% it go) stalls every Python call of its VM, but not the VM: its acceptors
+%% would go on taking connections that then wait for the call to end. This
+%% process asks the interpreter for a trivial call every `interval' ms; when
+%% the answer takes longer than `stall' ms it shuts the gate, so new
+%% connections stay in the shared listening socket's queue for a worker whose
+%% interpreter is free (as gunicorn's workers, whose accept loop is Python,
+%% stop accepting by themselves), and opens it again when the answer comes.
+%% The probe also needs a free thread of the call pool, so a worker whose pool
+%% is saturated stops accepting as well.
+-module(bodypipe_serve_gate).
+
+-export([start_link/2]).
+-export([init/2]).
+
+-export_type([options/0]).
+
+-type options() :: #{interval := pos_integer(), stall := pos_integer()}.
+
+%% A stall this long is reported on standard error (with `stall' below it).
+-define(REPORT_MS, 1000).
+
+%% @doc Starts the probe for `Gate'.
+-spec start_link(bodypipe_http_gate:gate(), options()) -> {ok, pid()}.
+start_link(Gate, Opts) ->
+    {ok, proc_lib:spawn_link(?MODULE, init, [Gate, Opts])}.
+
+%% @private
+-spec init(bodypipe_http_gate:gate(), options()) -> no_return().
+init(Gate, #{interval := Interval, stall := Stall}) ->
+    loop(Gate, Interval, min(Stall, ?REPORT_MS - 1)).
+
+loop(Gate, Interval, Stall) ->
+    {ok, Ref} = py:call_async(py:context(?MODULE), builtins, int, []),
+    T0 = erlang:monotonic_time(millisecond),
+    receive
+        {Ref, _} -> ok
+    after Stall ->
+        ok = bodypipe_http_gate:close(Gate),
+        receive
+            {Ref, _} -> ok
+        after ?REPORT_MS - Stall ->
+            %% Long enough to be worth a line (the operator sees a stalled app; the
+            %% tests know the gate is shut).
+            io:format(standard_error, "bodypipe: worker pid ~s: Python has not run for ~b ms "
+                      "(a call holding the GIL?): not accepting~n", [os:getpid(), ?REPORT_MS]),
+            receive {Ref, _} -> ok end,
+            io:format(standard_error, "bodypipe: worker pid ~s: Python runs again after ~b ms: "
+                      "accepting~n", [os:getpid(), erlang:monotonic_time(millisecond) - T0])
+        end
+    end,
+    ok = bodypipe_http_gate:open(Gate),
+    receive after Interval -> ok end,
+    loop(Gate, Interval, Stall).
