@@ -224,20 +224,25 @@ fn plain_error<'a>(env: Env<'a>, name: &str, msg: &str) -> Term<'a> {
 
 fn run_job(mut job: Job) {
     let watch = job.watch.take();
-    send_result(job);
-    // The call has ended (its result is sent): the caller's death no longer concerns it.
-    drop(watch);
+    send_result(job, watch);
 }
 
-fn send_result(job: Job) {
+/// Runs the call and sends its result. `watch` ends once the call has run and *before* the
+/// result is sent: the caller may exit as soon as it has the result, and that exit must not
+/// abort the buffers it handed over (it did, now and then: `py_SUITE`'s
+/// `a_call_that_ended_keeps_its_buffers`).
+fn send_result(job: Job, watch: Option<caller::Watch>) {
     let Job { mut env, pid, reference, ctx, op, .. } = job;
     if let Err(msg) = ensure_python() {
+        drop(watch);
         let _ = env.send_and_clear(&pid, |e| (reference.load(e), plain_error(e, "RuntimeError", &msg)));
         return;
     }
     let sent = catch_unwind(AssertUnwindSafe(|| {
         Python::attach(|py| {
             let outcome = env.run(|e| execute(py, e, &ctx, &op));
+            // The call has ended: the caller's death no longer concerns its buffers.
+            drop(watch);
             let _ = env.send_and_clear(&pid, |e| {
                 let result = match &outcome {
                     Outcome::Ok => atoms::ok().encode(e),
