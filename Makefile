@@ -91,8 +91,10 @@ test-python: wheel
 ## The benchmarks' build of the binding: with the `bench` feature (bodypipe._bench_feed), into the
 ## project venv, never the wheel.
 python-install-bench:
-	MATURIN_PEP517_ARGS="--features bench" $(VENV_PY) -m pip install -q --disable-pip-version-check \
-	  --no-build-isolation ./python
+	@# The build backend runs the venv's `maturin` (no build isolation), so the venv's bin/ goes
+	@# first on PATH (a fresh machine has no maturin anywhere else).
+	PATH="$(abspath $(dir $(VENV_PY))):$$PATH" MATURIN_PEP517_ARGS="--features bench" \
+	  $(VENV_PY) -m pip install -q --disable-pip-version-check --no-build-isolation ./python
 
 ## The Erlang applications (erlang/bodypipe, erlang/bodypipe_http): rebar3 builds the NIF (cargo
 ## pre_hook) and runs both apps' Common Test suites, then the git_subdir consumer test
