@@ -13,7 +13,7 @@ LOOM_TARGET ?= target/loom
 
 
 .PHONY: selftest load stream-demo bench serve serve-build gil-latency
-.PHONY: setup demo test fmt-check clippy test-rust test-loom test-python test-erlang bench wheel python-install-bench
+.PHONY: setup demo test fmt-check clippy test-rust test-loom test-python test-erlang test-proxy bench wheel python-install-bench
 
 setup:
 	@bash scripts/setup.sh
@@ -51,8 +51,8 @@ stream-demo: setup
 	$(CARGO) run -p bodypipe --release --example stream
 
 ## Every test: formatting, lints, Rust unit/property/stress tests (every crate, every feature),
-## loom models, the wheel and pytest, Erlang CT.
-test: setup fmt-check clippy test-rust test-loom test-python test-erlang
+## loom models, the wheel and pytest, Erlang CT, bodypipe serve behind nginx.
+test: setup fmt-check clippy test-rust test-loom test-python test-erlang test-proxy
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -95,6 +95,12 @@ python-install-bench:
 	@# first on PATH (a fresh machine has no maturin anywhere else).
 	PATH="$(abspath $(dir $(VENV_PY))):$$PATH" MATURIN_PEP517_ARGS="--features bench" \
 	  $(VENV_PY) -m pip install -q --disable-pip-version-check --no-build-isolation ./python
+
+## Debian's nginx (its own config in a temp dir, loopback ports, no service) in front of
+## bodypipe serve: a 1 GiB upload, fixed-length and chunked, streamed through to the demo app with
+## the sha256 checked, and proof that nginx did not spool it (scripts/proxy_test.sh).
+test-proxy: setup serve-build
+	bash scripts/proxy_test.sh
 
 ## The Erlang applications (erlang/bodypipe, erlang/bodypipe_http): rebar3 builds the NIF (cargo
 ## pre_hook) and runs both apps' Common Test suites, then the git_subdir consumer test

@@ -12,8 +12,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # Debian packages: Erlang/OTP + rebar3 for the NIF and the HTTP front end; mochiweb only for the
 # tests (bodypipe_http_SUITE decodes the demo's JSON answers with its mochijson2; the app does not
 # use it); curl and wrk for the end-to-end tests and load runs, strace to count wake syscalls in
-# the benchmarks.
-APT_PKGS=(erlang-nox erlang-dev erlang-common-test erlang-eunit rebar3 erlang-mochiweb curl wrk strace)
+# the benchmarks; nginx for `make test-proxy` (which runs its own nginx from a temp dir on loopback
+# ports; the package's own service, if its postinst starts one, is not used).
+APT_PKGS=(erlang-nox erlang-dev erlang-common-test erlang-eunit rebar3 erlang-mochiweb curl wrk strace nginx)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
