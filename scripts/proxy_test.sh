@@ -32,6 +32,7 @@ TMP=$(mktemp -d /tmp/bodypipe-proxy.XXXXXX)
 # nginx started as root runs its workers as nobody, which must reach the temp paths below.
 chmod 755 "$TMP"
 SERVER="" NGINX_PID=""
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   # Only the two processes this script started, by pid; the server stops gracefully on TERM.
   if [ -n "$NGINX_PID" ]; then kill "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; fi
@@ -75,6 +76,7 @@ http {
     upstream bodypipe {
         server 127.0.0.1:$APP_PORT;
         keepalive 16;
+        keepalive_timeout 4s;
     }
     server {
         listen 127.0.0.1:$NGX_PORT;
