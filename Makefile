@@ -51,7 +51,7 @@ load: setup
 ## max_buffered implies (SLOW_ARGS="--burst 4M --delay-ms 60000": rings full, the app stalled).
 slow-uploads: setup
 	(cd erlang && rebar3 compile) >/tmp/bodypipe-slow-uploads-build.log 2>&1 || { cat /tmp/bodypipe-slow-uploads-build.log; exit 1; }
-	python3 scripts/slow_uploads.py $(SLOW_ARGS)
+	$(PY) scripts/slow_uploads.py $(SLOW_ARGS)
 
 ## The core alone: a writer thread streaming 1 GiB to a reader thread, three modes.
 stream-demo: setup
