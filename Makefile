@@ -12,7 +12,7 @@ LOOM_RUSTFLAGS := $(RUSTFLAGS) --cfg bodypipe_loom
 LOOM_TARGET ?= target/loom
 
 
-.PHONY: selftest load stream-demo bench serve serve-build gil-latency
+.PHONY: selftest load slow-uploads stream-demo bench serve serve-build gil-latency
 .PHONY: setup demo test fmt-check clippy test-rust test-loom test-python test-erlang test-proxy bench wheel python-install-bench
 
 setup:
@@ -42,9 +42,16 @@ gil-latency: setup serve-build
 selftest: setup
 	bash scripts/demo.sh --selftest
 
-## wrk against the upload endpoint: bodypipe vs the same app under gunicorn, in one run.
+## wrk, one run, the same app: bodypipe serve vs gunicorn (sync, gthread) and granian, 64 KiB and
+## 1 MiB POSTs and GETs; one table with the ratios (DURATION=10s per cell, CONNECTIONS=16).
 load: setup
 	bash scripts/load.sh
+
+## Peak RSS of each bodypipe serve worker VM with 200 slow uploads in flight, against the bound
+## max_buffered implies (SLOW_ARGS="--burst 4M --delay-ms 60000": rings full, the app stalled).
+slow-uploads: setup
+	(cd erlang && rebar3 compile) >/tmp/bodypipe-slow-uploads-build.log 2>&1 || { cat /tmp/bodypipe-slow-uploads-build.log; exit 1; }
+	$(PY) scripts/slow_uploads.py $(SLOW_ARGS)
 
 ## The core alone: a writer thread streaming 1 GiB to a reader thread, three modes.
 stream-demo: setup

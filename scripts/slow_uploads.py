@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Peak RSS of each `bodypipe serve` worker VM with many slow uploads in flight.
+
+Starts `bin/bodypipe serve demo_app:application --workers W` on 127.0.0.1, opens N
+connections that each announce a large body (``Content-Length``, 64 MiB by default) to the
+demo's ``/upload`` and then send it slowly (``--rate`` bytes per second each), and samples the
+RSS of every worker VM (the supervisor's child processes, each a BEAM with its own embedded
+CPython) while all N are in flight. What it prints is compared with the bound the server's
+configuration implies: a worker holds at most ``max_buffered`` unread body bytes per request
+(plus one ``chunk_size`` socket read), so its RSS should stay under its idle RSS plus
+``requests on it x (max_buffered + chunk_size + overhead)``, where ``overhead`` (``--overhead``)
+is what a request in flight costs besides its ring (a Python thread, the app's 64 KiB read
+buffer, the connection process), measured by the default run, whose rings stay nearly empty.
+
+``--burst B --delay-ms D`` is the harder case for that bound: each client first sends B bytes
+as fast as the socket takes them while the app sleeps D ms after every 64 KiB it reads
+(``/upload?delay_ms=D``), so each request's ring fills to ``max_buffered`` and stays there.
+
+    python3 scripts/slow_uploads.py [--connections 200] [--hold 20] [--rate 4096]
+                                    [--burst 0] [--delay-ms 0] [--max-buffered 1M]
+
+Exit status 1 when not every upload was in flight during the sampling or when a worker went
+over the bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KIB = 1024
+MIB = 1024 * 1024
+
+
+def parse_size(text: str) -> int:
+    units = {"K": KIB, "M": MIB, "G": 1024 * MIB}
+    text = text.strip().upper()
+    if text and text[-1] in units:
+        return int(text[:-1]) * units[text[-1]]
+    return int(text)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def sockets(pid: int) -> int:
+    """Open sockets of a process: connections (plus the listener and a few of the VM's own)."""
+    n = 0
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            if os.readlink(fd).startswith("socket:"):
+                n += 1
+        except OSError:
+            continue
+    return n
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"slow_uploads: bodypipe serve exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"slow_uploads: nothing answers on port {port}")
+
+
+def warm_upload(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Content-Length: 1048576\r\n\r\n" + b"z" * MIB)
+        while s.recv(65536):
+            pass
+
+
+class Upload:
+    """One connection sending a large body slowly; records whether the server answered early."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.answer = b""
+        self.error: str | None = None
+
+    async def run(self, port: int, length: int, burst: int, rate: int, delay_ms: int,
+                  stop: asyncio.Event) -> None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError as exc:
+            self.error = f"connect: {exc}"
+            return
+        query = f"?delay_ms={delay_ms}" if delay_ms else ""
+        writer.write(f"POST /upload{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Content-Type: application/octet-stream\r\n"
+                     f"Content-Length: {length}\r\n\r\n".encode())
+        self.connected = True
+        reading = asyncio.ensure_future(reader.read(4096))
+        sent = 0
+        try:
+            piece = b"x" * (64 * KIB)
+            while sent < burst and not stop.is_set():  # as fast as the socket takes it
+                writer.write(piece[: burst - sent])
+                sent += min(len(piece), burst - sent)
+                drained = asyncio.ensure_future(writer.drain())
+                done, _ = await asyncio.wait({drained, reading, asyncio.ensure_future(stop.wait())},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if reading in done or stop.is_set():
+                    drained.cancel()
+                    break
+            step = max(1, rate // 4)  # four writes a second
+            while not stop.is_set() and not reading.done() and sent + step < length:
+                writer.write(b"y" * step)
+                sent += step
+                try:
+                    await asyncio.wait_for(asyncio.shield(stop.wait()), 0.25)
+                except asyncio.TimeoutError:
+                    pass
+            if reading.done():
+                self.answer = reading.result() or b"(closed)"
+        except (OSError, asyncio.CancelledError) as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            reading.cancel()
+            writer.transport.abort()
+
+
+async def main_async(args: argparse.Namespace, port: int, workers: list[int]) -> dict:
+    stop = asyncio.Event()
+    uploads = [Upload() for _ in range(args.connections)]
+    tasks = [asyncio.ensure_future(u.run(port, args.length, args.burst, args.rate, args.delay_ms, stop))
+             for u in uploads]
+    peak = {w: 0 for w in workers}
+    conns = {w: 0 for w in workers}
+    in_flight_min = args.connections
+    t0 = time.monotonic()
+    # Let the connections open and the bursts land before sampling counts.
+    await asyncio.sleep(args.ramp)
+    while time.monotonic() - t0 < args.ramp + args.hold:
+        for w in workers:
+            peak[w] = max(peak[w], status_kib(w, "VmRSS"))
+            conns[w] = max(conns[w], sockets(w))
+        alive = sum(1 for u in uploads if u.connected and not u.answer and u.error is None)
+        in_flight_min = min(in_flight_min, alive)
+        await asyncio.sleep(0.25)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    answers = [u.answer.split(b"\r\n", 1)[0].decode("latin-1") for u in uploads if u.answer]
+    errors = [u.error for u in uploads if u.error]
+    return {"peak": peak, "conns": conns, "in_flight_min": in_flight_min,
+            "answers": answers, "errors": errors}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--connections", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--length", type=parse_size, default=64 * MIB, help="announced Content-Length")
+    ap.add_argument("--rate", type=parse_size, default=4 * KIB, help="bytes/s per upload after the burst")
+    ap.add_argument("--burst", type=parse_size, default=0, help="bytes sent at once first")
+    ap.add_argument("--delay-ms", type=int, default=0, help="the app sleeps this after each 64 KiB read")
+    ap.add_argument("--max-buffered", default="1M", help="passed to bodypipe serve")
+    ap.add_argument("--chunk-size", default="64K", help="passed to bodypipe serve")
+    ap.add_argument("--overhead", type=parse_size, default=256 * KIB,
+                    help="fixed cost per request in flight besides its ring (a Python thread, the "
+                         "app's 64 KiB read buffer, the connection process): ~175 KiB measured "
+                         "with empty rings")
+    ap.add_argument("--ramp", type=float, default=5.0, help="seconds before sampling")
+    ap.add_argument("--hold", type=float, default=20.0, help="seconds of sampling")
+    ap.add_argument("--venv", default=str(ROOT / ".venv"))
+    args = ap.parse_args()
+    max_buffered, chunk = parse_size(args.max_buffered), parse_size(args.chunk_size)
+
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "bin" / "bodypipe"), "serve", "demo_app:application",
+           "--python-path", str(ROOT / "demo"), "--workers", str(args.workers),
+           "--bind", f"127.0.0.1:{port}", "--venv", args.venv,
+           "--max-buffered", args.max_buffered, "--chunk-size", args.chunk_size,
+           "--body-timeout", str(int(args.ramp + args.hold + 30))]
+    log = open(f"/tmp/bodypipe-slow-uploads-{os.getpid()}.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc)
+        deadline = time.monotonic() + 60
+        while len(workers := children(proc.pid)) < args.workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # A few ordinary uploads first, so the idle figure includes a warmed-up interpreter.
+        # Concurrent, so that every worker (the kernel picks which one accepts) gets some.
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda _: warm_upload(port), range(128)))
+        idle = {w: status_kib(w, "VmRSS") for w in workers}
+        idle_socks = {w: sockets(w) for w in workers}
+        res = asyncio.run(main_async(args, port, workers))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+    per_req = (max_buffered + chunk + args.overhead) / KIB
+    print(f"slow_uploads: {args.connections} uploads of {args.length // MIB} MiB announced, "
+          f"burst {args.burst // KIB} KiB then {args.rate // KIB} KiB/s each, app delay {args.delay_ms} ms "
+          f"per 64 KiB; bodypipe serve --workers {args.workers} --max-buffered {args.max_buffered} "
+          f"--chunk-size {args.chunk_size}; sampled {args.hold:.0f} s; load average "
+          f"{open('/proc/loadavg').read().split()[0]}")
+    print(f"in flight during the sampling (lowest count seen): {res['in_flight_min']}/{args.connections}")
+    print(f"{'worker pid':>10} {'idle RSS':>10} {'peak RSS':>10} {'growth':>9} {'uploads':>8} "
+          f"{'bound':>10} {'growth/upload':>14}")
+    ok = res["in_flight_min"] == args.connections
+    # A worker the kernel gave none of the warm-up connections has not run the app yet (its idle
+    # figure is lower); the warmed-up worker's idle RSS is the base for every worker.
+    warm = max(idle.values())
+    for w in res["peak"]:
+        n = max(0, res["conns"][w] - idle_socks[w])
+        bound = warm + n * per_req
+        growth = res["peak"][w] - idle[w]
+        ok &= res["peak"][w] <= bound
+        print(f"{w:>10} {idle[w] / KIB:>7.0f} MiB {res['peak'][w] / KIB:>7.0f} MiB "
+              f"{growth / KIB:>6.0f} MiB {n:>8} {bound / KIB:>7.0f} MiB {growth / max(n, 1):>10.0f} KiB")
+    print(f"bound: warmed-up idle RSS ({warm / KIB:.0f} MiB) + uploads on the worker x "
+          f"(max_buffered + chunk_size + overhead) = {warm / KIB:.0f} MiB + uploads x {per_req:.0f} KiB; "
+          f"{'holds' if ok else 'NOT held'}")
+    if res["answers"]:
+        print(f"answered before the end of the body: {len(res['answers'])} ({sorted(set(res['answers']))})")
+    if res["errors"]:
+        print(f"client errors: {len(res['errors'])} ({sorted(set(res['errors']))[:3]})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
