@@ -35,8 +35,9 @@ pub struct BodyOptions {
 pub enum OptionError {
     /// A declared length above `max_size` (or above any size): a refusal, not a bad argument.
     TooLarge(String),
-    /// A value no body can have: `max_buffered` or `segment_size` of 0, or a segment larger
-    /// than the address space. Names the option.
+    /// A value the core refuses (`max_buffered` or `segment_size` of 0: its [`BuildError`]).
+    Refused(BuildError),
+    /// A segment larger than the address space. Names the option.
     Invalid(&'static str, String),
 }
 
@@ -44,6 +45,7 @@ impl fmt::Display for OptionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooLarge(why) => f.write_str(why),
+            Self::Refused(e) => e.fmt(f),
             Self::Invalid(name, why) => write!(f, "{name}: {why}"),
         }
     }
@@ -63,7 +65,7 @@ impl BodyOptions {
     /// let refused = BodyOptions { content_length: Size::AboveU64, ..Default::default() };
     /// assert!(matches!(refused.build(), Err(OptionError::TooLarge(_))));
     /// let zero = BodyOptions { max_buffered: Size::Fits(0), ..Default::default() };
-    /// assert!(matches!(zero.build(), Err(OptionError::Invalid("max_buffered", _))));
+    /// assert!(matches!(zero.build(), Err(OptionError::Refused(bodypipe::BuildError::ZeroMaxBuffered))));
     /// ```
     pub fn build(&self) -> Result<(Writer, Reader), OptionError> {
         let mut b = Builder::new();
@@ -81,14 +83,12 @@ impl BodyOptions {
         };
         b = match self.max_buffered {
             Size::Unset => b,
-            Size::Fits(0) => return Err(OptionError::Invalid("max_buffered", "must be positive".into())),
             // A high-water mark beyond the address space is never reached: the same as usize::MAX.
             Size::Fits(n) => b.max_buffered(usize::try_from(n).unwrap_or(usize::MAX)),
             Size::AboveU64 => b.max_buffered(usize::MAX),
         };
         b = match self.segment_size {
             Size::Unset => b,
-            Size::Fits(0) => return Err(OptionError::Invalid("segment_size", "must be positive".into())),
             Size::Fits(n) => match usize::try_from(n) {
                 Ok(n) => b.segment_size(n),
                 Err(_) => return Err(OptionError::Invalid("segment_size", "is too large".into())),
@@ -97,7 +97,7 @@ impl BodyOptions {
         };
         b.build().map_err(|e| match e {
             BuildError::TooLarge { .. } => OptionError::TooLarge(e.to_string()),
-            other => OptionError::Invalid("options", other.to_string()),
+            other => OptionError::Refused(other),
         })
     }
 }

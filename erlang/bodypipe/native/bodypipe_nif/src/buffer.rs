@@ -136,7 +136,7 @@ fn buffer_new<'a>(
     let (writer, reader) = match opts.build() {
         Ok(pair) => pair,
         Err(OptionError::TooLarge(_)) => return Ok((atoms::error(), atoms::too_large()).encode(env)),
-        Err(OptionError::Invalid(..)) => return Err(Error::BadArg),
+        Err(OptionError::Refused(_) | OptionError::Invalid(..)) => return Err(Error::BadArg),
     };
     let shared = Arc::new(Shared::new(writer, reader));
     let owner = env.pid();
