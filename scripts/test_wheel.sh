@@ -45,6 +45,23 @@ if [ "$size" -gt $((3 << 20)) ]; then
 fi
 echo "test_wheel: tag manylinux_2_17_x86_64 (auditwheel), stripped, extension $size bytes"
 
+# 2b. The metadata an index shows: a Markdown long description (python/README.md) whose every link
+#     and image is absolute (a relative one resolves against the index's page and breaks there).
+"$VENV_PY" - "$wheel" <<'PY'
+import email.parser, re, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    (name,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+    meta = email.parser.Parser().parsestr(z.read(name).decode())
+assert meta.get("Description-Content-Type", "").startswith("text/markdown"), meta.get("Description-Content-Type")
+body = meta.get_payload() or meta.get("Description", "")
+assert "PyBuffer" in body, "the long description is not python/README.md"
+targets = re.findall(r"\]\(\s*<?([^)\s>]+)", body) + re.findall(r"^\s*\[[^\]]+\]:\s*(\S+)", body, re.M)
+targets += re.findall(r"""(?:src|href)=["']([^"']+)""", body)
+relative = [t for t in targets if not re.match(r"(https?|mailto):", t)]
+assert not relative, f"relative links in the long description: {relative}"
+print(f"test_wheel: long description {len(body)} chars, {len(targets)} links, all absolute")
+PY
+
 # 3. A fresh venv with the wheel and the test requirements only, then stubtest and pytest.
 python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check "$wheel" -r python/requirements-test.txt
