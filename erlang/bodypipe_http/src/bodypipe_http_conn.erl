@@ -454,9 +454,14 @@ write_fixed(#x{body = {fixed, Left}, buf = Buf} = X, Part) ->
         {error, Other} -> body_failed(X, 500, Other)
     end.
 
-%% The buffer is full: wait for room without reading the socket.
+%% The buffer is full: wait for room without reading the socket. The socket
+%% reads already copied into the buffer are garbage now, but a process that
+%% only waits never collects, so each blocked connection would keep up to a
+%% ring's worth of them alive besides the ring itself: they are dropped here,
+%% and only the refused read (`Pending') stays.
 block(#x{buf = Buf} = X, Pending) ->
     ok = py_buffer:notify_writable(Buf),
+    garbage_collect(),
     X#x{blocked = Pending, body_deadline = infinity}.
 
 unblock(#x{blocked = false} = X) ->
