@@ -411,9 +411,9 @@ loop(#x{c = #c{sock = Sock}, buf = Buf, app = App} = X) ->
     receive
         {tcp, Sock, Data} ->
             loop(data(X, Data));
-        {tcp_closed, Sock} when X#x.watch =:= armed ->
+        {tcp_closed, Sock} when X#x.watch =:= armed, X#x.sock =:= open ->
             loop(watch_closed(X));
-        {tcp_error, Sock, _} when X#x.watch =:= armed ->
+        {tcp_error, Sock, _} when X#x.watch =:= armed, X#x.sock =:= open ->
             loop(watch_closed(X));
         {tcp_closed, Sock} ->
             loop(disconnected(X));
@@ -763,7 +763,8 @@ send(X, _Data) ->
 %% so that it reads the response instead of a connection reset.
 start_drain(#x{sock = open, c = #c{sock = Sock}} = X) ->
     _ = gen_tcp:shutdown(Sock, write),
-    arm_drain(X#x{sock = draining, drain_left = ?DRAIN_BYTES, drain_deadline = deadline(?DRAIN_MS)});
+    %% The drain reads (and drops) from here on: no more watching.
+    arm_drain(X#x{sock = draining, watch = off, drain_left = ?DRAIN_BYTES, drain_deadline = deadline(?DRAIN_MS)});
 start_drain(X) ->
     X.
 
