@@ -48,7 +48,8 @@ load: setup
 	bash scripts/load.sh
 
 ## Peak RSS of each bodypipe serve worker VM with 200 slow uploads in flight, against the bound
-## max_buffered implies (SLOW_ARGS="--burst 4M --delay-ms 60000": rings full, the app stalled).
+## the limits imply, in two cases: rings nearly empty, and rings full (the app stalled); SLOW_ARGS
+## passes options (--case steady|full, --max-buffered, --chunk-size, ...).
 slow-uploads: setup
 	(cd erlang && rebar3 compile) >/tmp/bodypipe-slow-uploads-build.log 2>&1 || { cat /tmp/bodypipe-slow-uploads-build.log; exit 1; }
 	$(PY) scripts/slow_uploads.py $(SLOW_ARGS)

@@ -12,7 +12,7 @@
 %% until the connection has taken each block.
 -module(bodypipe_asgi).
 
--export([load/2, startup/1, shutdown/1, run_async/3, scope/3]).
+-export([load/2, startup/1, shutdown/1, run_async/3, scope/3, disconnect/1]).
 
 -define(HOST, bodypipe_asgi_host).
 
@@ -84,3 +84,12 @@ raw_path(Target) ->
         _ ->
             Target
     end.
+
+%% @doc The client of the call whose scope carried `<<"bodypipe.token">> =>
+%% Token' went away while the app runs: its `receive()' yields
+%% `http.disconnect'. Does not wait (the call takes a pool thread, which may all
+%% be busy): the connection goes on at once.
+-spec disconnect(integer()) -> ok.
+disconnect(Token) ->
+    _ = spawn(fun() -> py:call(?HOST, disconnect, [Token]) end),
+    ok.

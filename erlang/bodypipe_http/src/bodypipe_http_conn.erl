@@ -31,6 +31,12 @@
 %%    asynchronous call). The body's idle time is bounded by `body_timeout'
 %%    (only while the server waits for the client, not while the application is
 %%    slow to read), the application's by `app_timeout'.
+%%    Once the body is complete and while the application runs, the socket
+%%    is watched (`bodypipe_http_watch'): bytes of a pipelined request are
+%%    kept for it (up to `max_head_size'), a half-close is no reason to stop,
+%%    and a reset is the client gone: an ASGI app's `receive()' yields
+%%    `http.disconnect', a WSGI app's response is dropped, the access log says
+%%    `-' (or the status and the bytes actually sent).
 %% 4. The connection is kept for the next request only when the request and
 %%    the response allow it, the body was read to its end and the response went
 %%    out complete and exactly framed; otherwise it is closed after the
@@ -71,6 +77,8 @@
             drain_left = 0 :: integer(),
             close = false :: boolean(),
             big_reads = false :: boolean(),        % socket reads of chunk_size
+            watch = off :: bodypipe_http_watch:state(),
+            token = none :: none | integer(),      % an ASGI call's, for disconnect
             status = none :: none | 100..599,      % for the access log
             sent = 0 :: non_neg_integer()}).       % body bytes sent, for the access log
 
@@ -334,12 +342,16 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
             true -> gen_tcp:send(Sock, <<"HTTP/1.1 100 Continue\r\n\r\n">>);
             false -> ok
         end,
-    Call = fun(H) -> call_app(App, H, Route, Buf, Info) end,
+    Token = case maps:get(interface, App) of
+                asgi -> erlang:unique_integer([positive]);
+                wsgi -> none
+            end,
+    Call = fun(H) -> call_app(App, H, Route, Buf, Info, Token) end,
     bodypipe_http_admin:track(maps:get(requests, Cfg, undefined), Method, maps:get(target, Head),
                               Buf, Length),
     X0 = #x{c = C, method = Method, target = maps:get(target, Head), version = Version,
             keep_alive = KeepAlive, buf = Buf,
-            body = BodyState, app = done, app_deadline = deadline(AppTimeout)},
+            body = BodyState, app = done, app_deadline = deadline(AppTimeout), token = Token},
     X1 = case BodyState of
              done ->
                  _ = py_buffer:close(Buf),
@@ -363,9 +375,10 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
     end.
 
 %% The application's call: WSGI or ASGI (both answer as bodypipe_wsgi describes).
-call_app(#{interface := asgi, name := Name}, Head, Route, Buf, Info) ->
-    bodypipe_asgi:run_async(Name, bodypipe_asgi:scope(Head, Route, Info), Buf);
-call_app(#{name := Name}, Head, Route, Buf, Info) ->
+call_app(#{interface := asgi, name := Name}, Head, Route, Buf, Info, Token) ->
+    Scope = bodypipe_asgi:scope(Head, Route, Info),
+    bodypipe_asgi:run_async(Name, Scope#{<<"bodypipe.token">> => Token}, Buf);
+call_app(#{name := Name}, Head, Route, Buf, Info, none) ->
     bodypipe_wsgi:run_async(Name, bodypipe_wsgi:environ(Head, Route, Buf, Info)).
 
 start_app(#c{cfg = Cfg} = C, #x{buf = Buf, version = Version} = X1, Started, BodyState, Rest) ->
@@ -373,7 +386,7 @@ start_app(#c{cfg = Cfg} = C, #x{buf = Buf, version = Version} = X1, Started, Bod
         {ok, Ref} ->
             X2 = X1#x{app = {run, Ref}},
             X3 = case BodyState of
-                     done -> X2;
+                     done -> watch(X2);
                      _ when Rest =:= <<>> -> arm(X2);
                      _ -> feed(X2, Rest)
                  end,
@@ -398,6 +411,10 @@ loop(#x{c = #c{sock = Sock}, buf = Buf, app = App} = X) ->
     receive
         {tcp, Sock, Data} ->
             loop(data(X, Data));
+        {tcp_closed, Sock} when X#x.watch =:= armed, X#x.sock =:= open ->
+            loop(watch_closed(X));
+        {tcp_error, Sock, _} when X#x.watch =:= armed, X#x.sock =:= open ->
+            loop(watch_closed(X));
         {tcp_closed, Sock} ->
             loop(disconnected(X));
         {tcp_error, Sock, _} ->
@@ -424,6 +441,9 @@ data(#x{sock = draining, drain_left = Left} = X, Data) ->
     end;
 data(#x{sock = open, body = {_, _}} = X, Data) ->
     feed(X#x{body_deadline = infinity}, Data);
+data(#x{sock = open, watch = armed, rest = Rest, c = #c{sock = Sock, cfg = Cfg}} = X, Data) ->
+    {Watch, Rest1} = bodypipe_http_watch:data(Sock, Data, {Rest, maps:get(max_head_size, Cfg)}),
+    X#x{watch = Watch, rest = Rest1};
 data(X, _Data) ->
     X.
 
@@ -454,9 +474,14 @@ write_fixed(#x{body = {fixed, Left}, buf = Buf} = X, Part) ->
         {error, Other} -> body_failed(X, 500, Other)
     end.
 
-%% The buffer is full: wait for room without reading the socket.
+%% The buffer is full: wait for room without reading the socket. The socket
+%% reads already copied into the buffer are garbage now, but a process that
+%% only waits never collects, so each blocked connection would keep up to a
+%% ring's worth of them alive besides the ring itself: they are dropped here,
+%% and only the refused read (`Pending') stays.
 block(#x{buf = Buf} = X, Pending) ->
     ok = py_buffer:notify_writable(Buf),
+    garbage_collect(),
     X#x{blocked = Pending, body_deadline = infinity}.
 
 unblock(#x{blocked = false} = X) ->
@@ -471,7 +496,35 @@ arm(#x{c = #c{sock = Sock, cfg = #{body_timeout := T}}} = X) ->
 body_done(#x{buf = Buf, c = #c{cfg = Cfg}} = X) ->
     _ = py_buffer:close(Buf),
     release_reader(Cfg),
-    call_deferred(X#x{body = done, body_deadline = infinity}).
+    watch(call_deferred(X#x{body = done, body_deadline = infinity})).
+
+%% The body is complete, the application runs: watch the socket (see
+%% bodypipe_http_watch) until it is done.
+watch(#x{sock = open, watch = off, app = App, rest = Rest, c = #c{sock = Sock, cfg = Cfg}} = X)
+  when App =/= done, element(1, App) =/= deferred ->
+    X#x{watch = bodypipe_http_watch:arm(Sock, Rest, maps:get(max_head_size, Cfg))};
+watch(X) ->
+    X.
+
+%% The client's stream ended while watched: a half-close (the response still
+%% goes out) or a reset (the client is gone).
+watch_closed(#x{c = #c{sock = Sock}} = X) ->
+    case bodypipe_http_watch:closed(Sock) of
+        eof -> X#x{watch = eof};
+        gone -> client_gone(X#x{watch = off})
+    end.
+
+%% The client went away after its body, while the application runs: one
+%% line in the log, the socket closed, an ASGI app told (its receive() yields
+%% http.disconnect); a WSGI app's response will be dropped.
+client_gone(#x{method = Method, target = Target, token = Token} = X) ->
+    logger:notice("bodypipe_http: ~ts ~ts: client went away while the application was running",
+                  [Method, Target]),
+    _ = case Token of
+            none -> ok;
+            _ -> bodypipe_asgi:disconnect(Token)
+        end,
+    close_socket(X).
 
 %% A buffer_chunked mount: the body is all there, the app is called with its
 %% length (its environ has CONTENT_LENGTH and, as always, no
@@ -614,7 +667,7 @@ blocks(X, Framing, Blocks, More, Prefix) ->
                none -> 0;
                _ -> lists:sum([byte_size(B) || B <- Blocks]) - Dropped
            end,
-    X1 = send(X#x{resp = {sent, Framing1}, sent = X#x.sent + Sent}, [Prefix | Out]),
+    X1 = sent(send(X#x{resp = {sent, Framing1}}, [Prefix | Out]), X, Sent, Prefix),
     if
         X1#x.sock =/= open ->
             bodypipe_wsgi:close(More),
@@ -640,6 +693,12 @@ blocks(X, Framing, Blocks, More, Prefix) ->
                     close_socket(X1#x{app = done, resp = over, close = true})
             end
     end.
+
+%% The access log counts what was sent: nothing (status "-") if the head
+%% could not be, the blocks that went out otherwise.
+sent(#x{sock = open} = X1, X, Sent, _Prefix) -> X1#x{sent = X#x.sent + Sent};
+sent(X1, #x{sock = open}, _Sent, Prefix) when Prefix =/= [] -> X1#x{status = none};
+sent(X1, _X, _Sent, _Prefix) -> X1.
 
 frame(Framing, [], Acc, Dropped) ->
     {lists:reverse(Acc), Framing, Dropped};
@@ -672,6 +731,9 @@ finish(#x{c = #c{cfg = Cfg} = C, status = Status, sent = Sent} = X) ->
 
 finish_connection(#x{sock = closed}) ->
     ok;
+finish_connection(#x{watch = armed, rest = Rest, c = #c{sock = Sock}} = X) ->
+    {Rest1, _} = bodypipe_http_watch:stop(Sock, Rest),
+    finish_connection(X#x{watch = off, rest = Rest1});
 finish_connection(#x{close = false, body = done, resp = over, sock = open, rest = Rest,
                      c = #c{sock = Sock, cfg = Cfg} = C, big_reads = Big}) ->
     _ = case Big of
@@ -701,7 +763,8 @@ send(X, _Data) ->
 %% so that it reads the response instead of a connection reset.
 start_drain(#x{sock = open, c = #c{sock = Sock}} = X) ->
     _ = gen_tcp:shutdown(Sock, write),
-    arm_drain(X#x{sock = draining, drain_left = ?DRAIN_BYTES, drain_deadline = deadline(?DRAIN_MS)});
+    %% The drain reads (and drops) from here on: no more watching.
+    arm_drain(X#x{sock = draining, watch = off, drain_left = ?DRAIN_BYTES, drain_deadline = deadline(?DRAIN_MS)});
 start_drain(X) ->
     X.
 

@@ -13,7 +13,10 @@ block per call, ``None`` at the end) and ``close()`` when it will take no more.
 - ``receive()`` yields ``http.request`` events read straight from the request's ``PyBuffer``
   with ``aread`` (``more_body`` true until the body's end), then, once the response is complete
   or Erlang closed the call, ``http.disconnect``. A body aborted by the server (the client went
-  away, a limit was passed, a timeout) gives ``http.disconnect`` at once.
+  away, a limit was passed, a timeout) gives ``http.disconnect`` at once; so does a client that
+  goes away after its body, while the app runs: the connection watches its socket and calls
+  :func:`disconnect` with the token it put in the request (``bodypipe.token``), which reaches
+  the call before Erlang holds it (before its first block).
 - ``send()`` hands each body block over and awaits until the connection process has taken it
   (has written it and asks for the next): one block in flight per request, so a fast app cannot
   fill the memory of a slow client. ``http.response.start`` does not wait (it is sent with the
@@ -39,6 +42,7 @@ The headers are the client's, as they came (lowercase names): a chunked body kee
 """
 
 import asyncio
+import collections
 import http
 import importlib
 import queue
@@ -50,8 +54,8 @@ import traceback
 from bodypipe import BodyAborted
 from bodypipe_progress import Progress
 
-__all__ = ["load", "loop", "run", "startup", "shutdown", "Call", "ClientDisconnected",
-           "MAX_BLOCK", "READ_SIZE"]
+__all__ = ["load", "loop", "run", "startup", "shutdown", "disconnect", "Call",
+           "ClientDisconnected", "MAX_BLOCK", "READ_SIZE"]
 
 # Largest block handed to Erlang at once (a larger one goes over several steps, as in the WSGI
 # host), and the largest http.request event.
@@ -66,6 +70,14 @@ _HOP_BY_HOP = frozenset(
 )
 
 _apps = {}
+# Calls in progress by their connection's token, until Erlang takes their last block or closes
+# them; and the disconnects that came before their run() (both are calls on pool threads, so the
+# later one can be picked up first), the oldest dropped past EARLY_MAX (a disconnect that comes
+# after its call ended also lands there).
+_live = {}
+_early = collections.OrderedDict()
+_live_lock = threading.Lock()
+EARLY_MAX = 1024
 _loop = None
 _loop_lock = threading.Lock()
 
@@ -268,7 +280,7 @@ class Call:
 
     __slots__ = ("app", "scope", "buf", "loop", "out", "started", "finished", "waiting",
                  "gone", "closed", "body_ended", "abort_seen", "pending", "done", "status",
-                 "headers", "task")
+                 "headers", "task", "token")
 
     def __init__(self, app, scope, buf, lp):
         self.app = app
@@ -290,6 +302,7 @@ class Call:
         self.done = False
         self.status = None
         self.headers = None
+        self.token = None
 
     # -- on the loop ---------------------------------------------------------------------------
 
@@ -311,7 +324,8 @@ class Call:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
         else:
-            self.out.put(("end", None))
+            # An app that returns without a response after http.disconnect did right.
+            self.out.put(("end", "aborted" if self.closed and not self.started else None))
 
     async def receive(self):
         if not self.body_ended:
@@ -422,7 +436,13 @@ class Call:
 
     def _complete(self):
         self.done = True
+        self._forget()
         self.loop.call_soon_threadsafe(self._close_on_loop, True)
+
+    def _forget(self):
+        if self.token is not None:
+            with _live_lock:
+                _live.pop(self.token, None)
 
     def next(self):
         """The next non-empty block, or ``None`` at the end of the response."""
@@ -456,6 +476,7 @@ class Call:
         if not self.done:
             self.done = True
             self.pending = None
+            self._forget()
             self.loop.call_soon_threadsafe(self._close_on_loop, False)
 
 
@@ -486,5 +507,30 @@ def run(name, req, buf):
     entry = _apps[_text(name)]
     lp = loop()
     call = Call(entry.app, _scope(req, entry, buf), buf, lp)
+    gone = False
+    token = req.get("bodypipe.token")
+    if token is not None:
+        call.token = token
+        with _live_lock:
+            gone = _early.pop(token, None) is not None
+            if not gone:
+                _live[token] = call
     lp.call_soon_threadsafe(call._start)
+    if gone:
+        lp.call_soon_threadsafe(call._close_on_loop, False)
     return call.first()
+
+
+def disconnect(token):
+    """The client of the call with ``token`` went away: its ``receive()`` yields
+    ``http.disconnect`` and a ``send()`` that announces more raises :class:`ClientDisconnected`.
+    True if the call was running."""
+    with _live_lock:
+        call = _live.pop(token, None)
+        if call is None:
+            _early[token] = True
+            while len(_early) > EARLY_MAX:
+                _early.popitem(last=False)
+            return False
+    call.loop.call_soon_threadsafe(call._close_on_loop, False)
+    return True
