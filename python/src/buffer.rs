@@ -423,6 +423,12 @@ impl PyBuffer {
         self.reader.is_ended() || self.reader.is_closed()
     }
 
+    /// Upload progress: bytes the writer has put into the body so far, wherever the reader
+    /// stands (a virtual `seek(0, SEEK_END)` moves `tell()` but not this).
+    fn _written(&self) -> u64 {
+        self.reader.written()
+    }
+
     /// Async support: the high-water mark (ring mode) or None.
     fn _max_buffered(&self) -> Option<usize> {
         self.reader.max_buffered()

@@ -158,6 +158,21 @@ def test_seek_end_of_a_known_length_measures_without_consuming():
     assert buf.read() == b"efghij"
 
 
+def test_written_count_ignores_the_readers_seeks():
+    """``_written()`` (what upload progress reports) is the writer's count, not the read
+    position: a virtual ``seek(0, SEEK_END)`` or a seek back changes ``tell()`` only."""
+    w, buf = bodypipe.pipe(content_length=10)
+    w.write(b"abcd")
+    assert buf._written() == 4
+    assert buf.seek(0, os.SEEK_END) == 10
+    assert buf._written() == 4
+    assert buf.seek(1) == 1 and buf.read(2) == b"bc"
+    assert buf._written() == 4
+    w.write(b"efghij")
+    w.close()
+    assert buf._written() == 10
+
+
 def test_seek_end_of_an_unknown_length_is_unsupported_until_it_ends():
     w, buf = bodypipe.pipe()
     w.write(b"abc")

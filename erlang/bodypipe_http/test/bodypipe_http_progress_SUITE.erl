@@ -9,7 +9,7 @@
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
 -export([operator_view_while_uploading/1, app_view_wsgi/1, app_view_asgi/1,
-         admin_off_by_default/1]).
+         received_after_app_seeks_to_end/1, admin_off_by_default/1]).
 
 -import(bodypipe_http_curl, [curl/3, curl/4, random_file/3, json/1]).
 
@@ -19,13 +19,15 @@ suite() ->
     [{timetrap, {minutes, 3}}].
 
 all() ->
-    [operator_view_while_uploading, app_view_wsgi, app_view_asgi, admin_off_by_default].
+    [operator_view_while_uploading, app_view_wsgi, app_view_asgi,
+     received_after_app_seeks_to_end, admin_off_by_default].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(bodypipe),
     {ok, _} = bodypipe_http:start(#{name => ?SERVER, port => 0, admin => true,
                                     python_path => [?config(data_dir, Config)],
                                     apps => [{<<"/w">>, <<"bp_progress_apps:wsgi_app">>},
+                                             {<<"/s">>, <<"bp_progress_apps:seek_end_app">>},
                                              {<<"/a">>, <<"bp_progress_apps:asgi_app">>,
                                               [{interface, asgi}]}]}),
     [{port, bodypipe_http:port(?SERVER)} | Config].
@@ -92,6 +94,24 @@ app_view_asgi(Config) ->
     {200, B2} = curl(Port, ["-T", "-"], "/a/", File),
     ?assertMatch(#{<<"size">> := 1500000, <<"received">> := 1500000, <<"expected">> := null,
                    <<"done">> := true}, json(B2)).
+
+%% A library measuring the body (`seek(0, 2)', `tell()') moves the app's read
+%% position to the declared end before the bytes are there; `received' stays
+%% what has arrived (here exactly what the client sent, as it sends no more).
+received_after_app_seeks_to_end(Config) ->
+    Port = ?config(port, Config),
+    S = bodypipe_http_test_client:connect(Port),
+    ok = bodypipe_http_test_client:send(
+           S, [<<"POST /s/ HTTP/1.1\r\nHost: x\r\nX-First: 300000\r\n"
+                 "Content-Length: 1000000\r\n\r\n">>,
+               binary:copy(<<"z">>, 300000)]),
+    {ok, #{status := 200, body := Body}} = bodypipe_http_test_client:response(S, 10000),
+    gen_tcp:close(S),
+    ?assertMatch(#{<<"read">> := 300000, <<"end">> := 1000000,
+                   <<"at_end">> := #{<<"tell">> := 1000000, <<"received">> := 300000,
+                                     <<"done">> := false},
+                   <<"after">> := 300000},
+                 json(Body)).
 
 admin_off_by_default(Config) ->
     {ok, _} = bodypipe_http:start(#{name => bodypipe_http_progress_noadmin, port => 0,

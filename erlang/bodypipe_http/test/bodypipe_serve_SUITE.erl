@@ -11,7 +11,7 @@
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1, init_per_testcase/2,
          end_per_testcase/2]).
 -export([help_lists_every_option/1, load_error_has_traceback/1, string_app_spec/1,
-         asgi_app/1, buffer_chunked/1, gil_holder_does_not_stall_new_connections/1,
+         asgi_app/1, buffer_chunked/1, per_mount_options/1, gil_holder_does_not_stall_new_connections/1,
          os_exit_costs_one_worker/1, sigterm_lets_upload_finish/1,
          sighup_replaces_workers/1, access_log_and_server_header/1, venv_site_packages/1,
          sigterm_closes_idle_connections/1, worker_start_timeout/1]).
@@ -23,7 +23,7 @@ suite() ->
 
 all() ->
     [help_lists_every_option, load_error_has_traceback, worker_start_timeout, string_app_spec,
-     asgi_app, buffer_chunked,
+     asgi_app, buffer_chunked, per_mount_options,
      access_log_and_server_header, venv_site_packages, os_exit_costs_one_worker,
      sigterm_lets_upload_finish, sigterm_closes_idle_connections,
      sighup_replaces_workers, gil_holder_does_not_stall_new_connections].
@@ -145,7 +145,7 @@ asgi_app(Config) ->
     after
         os:unsetenv("BODYPIPE_TEST_LIFESPAN")
     end,
-    {1, Out} = run(Config, ["serve", "asgi_app", "--asgi", "--buffer-chunked", "--python-path",
+    {2, Out} = run(Config, ["serve", "asgi_app", "--asgi", "--buffer-chunked", "--python-path",
                             data(Config), "--bind", "127.0.0.1:0", "--workers", "1"]),
     true = string:find(Out, "--buffer-chunked is for WSGI apps") =/= nomatch,
     ok.
@@ -162,6 +162,43 @@ buffer_chunked(Config) ->
     erase(serve),
     S2 = serve(Config, ["--workers", "1"]),
     {ok, #{status := 200, body := <<"- 11">>}} = exchange(port_of(S2), Chunked),
+    ok.
+
+%% --mount PREFIX=MODULE:CALLABLE,OPTION...: each mount is served as it says,
+%% whatever the others are; a spec that cannot be served is refused (status 2)
+%% with the spec named.
+per_mount_options(Config) ->
+    Chunked = fun(Path) ->
+                      ["POST ", Path, " HTTP/1.1\r\nHost: h\r\nConnection: close\r\n",
+                       "Transfer-Encoding: chunked\r\n\r\n",
+                       "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"]
+              end,
+    S = serve(Config, ["--workers", "1", "--mount", "/a=asgi_app,asgi",
+                       "--mount", "/b=serve_app:application,wsgi,buffer-chunked"]),
+    Port = port_of(S),
+    %% The ASGI mount (Starlette, its default callable `app') streams a chunked body.
+    Body = binary:copy(<<"0123456789abcdef">>, 1 bsl 12),
+    Sha = string:lowercase(binary:encode_hex(crypto:hash(sha256, Body))),
+    Expect = <<"65536 ", Sha/binary, " yes">>,
+    {ok, #{status := 200, body := Expect}} =
+        exchange(Port, ["POST /a/upload HTTP/1.1\r\nHost: h\r\nConnection: close\r\n",
+                        "Transfer-Encoding: chunked\r\n\r\n", "10000\r\n", Body,
+                        "\r\n0\r\n\r\n"]),
+    %% The buffer-chunked WSGI mount gets the body whole with its length ...
+    {ok, #{status := 200, body := <<"11 11">>}} = exchange(Port, Chunked("/b/length")),
+    %% ... and the WSGI app at /, which said nothing, streams it (no length).
+    {ok, #{status := 200, body := <<"- 11">>}} = exchange(Port, Chunked("/length")),
+    [begin
+         {2, Out} = run(Config, ["serve", "serve_app:application", "--python-path",
+                                 data(Config), "--bind", "127.0.0.1:0", "--mount", Spec]),
+         ct:log("~ts", [Out]),
+         true = string:find(Out, Why) =/= nomatch
+     end
+     || {Spec, Why} <- [{"/a=asgi_app,asgi,buffer-chunked",
+                         "'asgi_app,asgi,buffer-chunked': buffer-chunked is for WSGI apps"},
+                        {"/a=asgi_app,fast", "unknown mount option 'fast'"},
+                        {"/a=asgi_app,asgi,wsgi", "asgi and wsgi together"},
+                        {"a=asgi_app", "--mount wants /PREFIX=MODULE:CALLABLE"}]],
     ok.
 
 access_log_and_server_header(Config) ->

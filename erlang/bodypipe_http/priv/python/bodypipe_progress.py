@@ -22,9 +22,9 @@ class Progress:
 
     @property
     def received(self):
-        buf = self._buf
-        # Read position plus unread bytes is what was written, wherever the app has seeked to.
-        return buf.tell() + buf.readable_amount()
+        # The writer's count: the app's own seeks (a virtual seek(0, 2) of a body still
+        # arriving moves tell() to the declared end) do not change what has arrived.
+        return self._buf._written()
 
     @property
     def expected(self):

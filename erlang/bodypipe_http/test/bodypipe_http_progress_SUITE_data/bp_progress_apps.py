@@ -39,3 +39,26 @@ async def asgi_app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
+
+
+def seek_end_app(environ, start_response):
+    """Reads what the client sent first (``X-First`` bytes), stands at the declared end with
+    ``seek(0, 2)`` as a length-measuring library does, and answers with the progress seen there
+    without waiting for the rest of the body."""
+    progress = environ["bodypipe.progress"]
+    inp = environ["wsgi.input"]
+    first = int(environ["HTTP_X_FIRST"])
+    got = 0
+    while got < first:
+        block = inp.read(first - got)
+        if not block:
+            break
+        got += len(block)
+    end = inp.seek(0, 2)
+    at_end = {"tell": inp.tell(), "received": progress.received, "done": progress.done}
+    inp.seek(got)
+    body = json.dumps({"read": got, "end": end, "at_end": at_end,
+                       "after": progress.received}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
