@@ -12,7 +12,7 @@
 %% until the connection has taken each block.
 -module(bodypipe_asgi).
 
--export([load/2, startup/1, shutdown/1, run_async/3, scope/3, disconnect/1]).
+-export([load/2, startup/1, shutdown/1, run_async/3, scope/3, disconnect/1, cancel/1]).
 
 -define(HOST, bodypipe_asgi_host).
 
@@ -92,4 +92,14 @@ raw_path(Target) ->
 -spec disconnect(integer()) -> ok.
 disconnect(Token) ->
     _ = spawn(fun() -> py:call(?HOST, disconnect, [Token]) end),
+    ok.
+
+%% @doc The call whose scope carried `<<"bodypipe.token">> => Token' ran past
+%% the server's `app_timeout': its task is cancelled (the app sees
+%% `asyncio.CancelledError' at its current `await', so its `finally' blocks
+%% run) and the pool thread waiting for its response is freed. Does not wait,
+%% as `disconnect/1'.
+-spec cancel(integer()) -> ok.
+cancel(Token) ->
+    _ = spawn(fun() -> py:call(?HOST, cancel, [Token]) end),
     ok.

@@ -598,16 +598,24 @@ expired(X) ->
     end.
 
 %% The application took longer than app_timeout: its body is aborted, the
-%% client gets 503 if nothing was sent, and the connection closes now. The
-%% application's call goes on in Python; its result is still awaited so the
-%% iterable is closed.
-app_timeout(#x{body = {_, _}} = X) ->
-    app_timeout(body_failed(X, 503, app_timeout));
-app_timeout(#x{resp = none, sock = open, version = Version} = X) ->
+%% client gets 503 if nothing was sent, and the connection closes now. An
+%% ASGI app's task is cancelled (CancelledError at its current await); a
+%% WSGI call cannot be stopped and goes on in its thread. Either way the
+%% result is still awaited so the iterable is closed.
+app_timeout(#x{token = Token} = X) ->
+    _ = case Token of
+            none -> ok;
+            _ -> bodypipe_asgi:cancel(Token)
+        end,
+    app_timed_out(X).
+
+app_timed_out(#x{body = {_, _}} = X) ->
+    app_timed_out(body_failed(X, 503, app_timeout));
+app_timed_out(#x{resp = none, sock = open, version = Version} = X) ->
     X1 = send(X#x{resp = over, status = 503},
               bodypipe_http_response:error_response(503, Version)),
     close_socket(X1#x{app_deadline = infinity, close = true});
-app_timeout(X) ->
+app_timed_out(X) ->
     close_socket(X#x{app_deadline = infinity, resp = over, close = true}).
 
 %% ---------------------------------------------------------------------------

@@ -14,7 +14,8 @@
 -export([starlette_stream_fixed/1, starlette_stream_chunked/1, starlette_multipart/1,
          fastapi_multipart/1, fastapi_stream_fixed_and_chunked/1, streamed_response/1,
          raw_echo_flow_control/1, disconnect_mid_body/1, lifespan/1, lifespan_failure/1,
-         app_errors/1, keep_alive_mixed/1, send_waits_for_the_client/1, one_loop/1]).
+         app_errors/1, keep_alive_mixed/1, send_waits_for_the_client/1, one_loop/1,
+         app_timeout_cancels_the_task/1]).
 
 -import(bodypipe_http_curl, [curl/3, curl/4, random_file/3, expected/1, json/1]).
 
@@ -27,7 +28,7 @@ all() ->
     [starlette_stream_fixed, starlette_stream_chunked, starlette_multipart, fastapi_multipart,
      fastapi_stream_fixed_and_chunked, streamed_response, raw_echo_flow_control,
      disconnect_mid_body, app_errors, keep_alive_mixed, send_waits_for_the_client, one_loop, lifespan,
-     lifespan_failure].
+     lifespan_failure, app_timeout_cancels_the_task].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(bodypipe),
@@ -176,6 +177,45 @@ disconnect_mid_body(Config) ->
          "100000\r\n">>]),
     %% The server goes on serving.
     starlette_stream_fixed(Config).
+
+%% app_timeout: the app's task is cancelled wherever it awaits (its finally
+%% block runs and sees CancelledError), the client gets 503 (or, once the
+%% response has started, the connection closes after what was sent), and the
+%% request ends (no longer listed as in flight: the call's result came back).
+app_timeout_cancels_the_task(Config) ->
+    Name = bodypipe_asgi_timeout_test,
+    {ok, _} = bodypipe_http:start(#{name => Name, port => 0, app_timeout => 500,
+                                    python_path => [?config(data_dir, Config)],
+                                    apps => [{<<"/stuck">>, <<"bp_asgi_apps:stuck_app">>,
+                                              [{interface, asgi}]}]}),
+    try
+        Port = bodypipe_http:port(Name),
+        lists:foreach(
+          fun({Path, StatusLine, Body}) ->
+                  S = bodypipe_http_test_client:connect(Port),
+                  ok = bodypipe_http_test_client:send(
+                         S, ["GET ", Path, " HTTP/1.1\r\nHost: x\r\n\r\n"]),
+                  %% Raw bytes: a response cut short is no well-formed response.
+                  Got = bodypipe_http_test_client:recv_all(S, 10000),
+                  ct:log("~s: ~p", [Path, Got]),
+                  ?assertEqual(true, bodypipe_http_test_client:closed(S, 1000)),
+                  ?assertMatch(<<StatusLine:12/binary, _/binary>>, Got),
+                  ?assertMatch({_, _}, binary:match(Got, Body)),
+                  %% Cut short: no last chunk.
+                  ?assertNotEqual(<<"0\r\n\r\n">>, binary:part(Got, byte_size(Got), -5)),
+                  Cancelled = {<<"cancelled">>, list_to_binary(Path), <<"CancelledError">>},
+                  ok = bodypipe_http_test_client:wait_until(
+                         fun() -> {ok, Log} = py:call(bp_asgi_apps, log, []),
+                                  lists:member(Cancelled, Log) end, 400),
+                  ok = bodypipe_http_test_client:wait_until(
+                         fun() -> bodypipe_http:requests(Name) =:= [] end, 400)
+          end,
+          [{"/stuck/sleep", <<"HTTP/1.1 503">>, <<"\r\n\r\n">>},
+           {"/stuck/spin", <<"HTTP/1.1 503">>, <<"\r\n\r\n">>},
+           {"/stuck/started", <<"HTTP/1.1 200">>, <<"partial">>}])
+    after
+        bodypipe_http:stop(Name)
+    end.
 
 app_errors(Config) ->
     %% An exception before the response starts is a 500; an app without

@@ -16,7 +16,9 @@ block per call, ``None`` at the end) and ``close()`` when it will take no more.
   away, a limit was passed, a timeout) gives ``http.disconnect`` at once; so does a client that
   goes away after its body, while the app runs: the connection watches its socket and calls
   :func:`disconnect` with the token it put in the request (``bodypipe.token``), which reaches
-  the call before Erlang holds it (before its first block).
+  the call before Erlang holds it (before its first block). A call past the server's
+  ``app_timeout`` is cancelled the same way (:func:`cancel`): its task gets
+  ``asyncio.CancelledError`` at its current ``await``.
 - ``send()`` hands each body block over and awaits until the connection process has taken it
   (has written it and asks for the next): one block in flight per request, so a fast app cannot
   fill the memory of a slow client. ``http.response.start`` does not wait (it is sent with the
@@ -54,7 +56,7 @@ import traceback
 from bodypipe import BodyAborted
 from bodypipe_progress import Progress
 
-__all__ = ["load", "loop", "run", "startup", "shutdown", "disconnect", "Call",
+__all__ = ["load", "loop", "run", "startup", "shutdown", "disconnect", "cancel", "Call",
            "ClientDisconnected", "MAX_BLOCK", "READ_SIZE"]
 
 # Largest block handed to Erlang at once (a larger one goes over several steps, as in the WSGI
@@ -155,6 +157,7 @@ class _Lifespan:
         self.answers = queue.SimpleQueue()
         self.received = False
         self.task = None
+        self.reported = False      # _main put its ("end", ...) item
 
     async def receive(self):
         self.received = True
@@ -280,7 +283,7 @@ class Call:
 
     __slots__ = ("app", "scope", "buf", "loop", "out", "started", "finished", "waiting",
                  "gone", "closed", "body_ended", "abort_seen", "pending", "done", "status",
-                 "headers", "task", "token")
+                 "headers", "task", "token", "reported")
 
     def __init__(self, app, scope, buf, lp):
         self.app = app
@@ -309,6 +312,11 @@ class Call:
     def _start(self):
         self.gone = asyncio.Event()
         self.task = asyncio.ensure_future(self._main())
+        self.task.add_done_callback(self._task_done)
+
+    def _end(self, failed):
+        self.reported = True
+        self.out.put(("end", failed))
 
     async def _main(self):
         try:
@@ -317,15 +325,31 @@ class Call:
             if self.abort_seen or self.closed or isinstance(e, BodyAborted) or _aborted(self.buf):
                 # The server decided this request's fate (client gone, 413, timeout): no
                 # traceback, it is no bug of the app's.
-                self.out.put(("end", "aborted"))
+                self._end("aborted")
             else:
                 traceback.print_exc(file=sys.stderr)
-                self.out.put(("end", "raised"))
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                self._end("raised")
+            if isinstance(e, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
         else:
             # An app that returns without a response after http.disconnect did right.
-            self.out.put(("end", "aborted" if self.closed and not self.started else None))
+            self._end("aborted" if self.closed and not self.started else None)
+
+    def _task_done(self, task):
+        # A task cancelled before its first step never entered _main's try: the pool thread
+        # waiting in first()/next() must still hear that the call is over.
+        if not self.reported:
+            self._end("aborted")
+
+    def _disconnect(self):
+        self._close_on_loop(False)
+
+    def _cancel(self):
+        """Erlang's app_timeout: the app's task is cancelled (CancelledError at its current
+        await, so its finally blocks and context managers run); Erlang takes nothing more."""
+        self._close_on_loop(False)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
     async def receive(self):
         if not self.body_ended:
@@ -507,30 +531,45 @@ def run(name, req, buf):
     entry = _apps[_text(name)]
     lp = loop()
     call = Call(entry.app, _scope(req, entry, buf), buf, lp)
-    gone = False
+    early = None
     token = req.get("bodypipe.token")
     if token is not None:
         call.token = token
         with _live_lock:
-            gone = _early.pop(token, None) is not None
-            if not gone:
+            early = _early.pop(token, None)
+            if early is None:
                 _live[token] = call
     lp.call_soon_threadsafe(call._start)
-    if gone:
-        lp.call_soon_threadsafe(call._close_on_loop, False)
+    if early is not None:
+        lp.call_soon_threadsafe(getattr(call, early))
     return call.first()
+
+
+def _signal(token, action):
+    """Runs the loop-side method ``action`` of the call with ``token``, or keeps it for the
+    call's run() if Erlang's signal overtook it; True if the call was running."""
+    with _live_lock:
+        # The call stays registered: a client gone first may still be cancelled by the timeout.
+        call = _live.get(token)
+        if call is None:
+            # A cancel includes what a disconnect does: it is never downgraded.
+            if _early.get(token) != "_cancel":
+                _early[token] = action
+            while len(_early) > EARLY_MAX:
+                _early.popitem(last=False)
+            return False
+    call.loop.call_soon_threadsafe(getattr(call, action))
+    return True
 
 
 def disconnect(token):
     """The client of the call with ``token`` went away: its ``receive()`` yields
     ``http.disconnect`` and a ``send()`` that announces more raises :class:`ClientDisconnected`.
     True if the call was running."""
-    with _live_lock:
-        call = _live.pop(token, None)
-        if call is None:
-            _early[token] = True
-            while len(_early) > EARLY_MAX:
-                _early.popitem(last=False)
-            return False
-    call.loop.call_soon_threadsafe(call._close_on_loop, False)
-    return True
+    return _signal(token, "_disconnect")
+
+
+def cancel(token):
+    """The call with ``token`` ran past the server's ``app_timeout``: its task is cancelled
+    (``asyncio.CancelledError`` at its current ``await``). True if the call was running."""
+    return _signal(token, "_cancel")

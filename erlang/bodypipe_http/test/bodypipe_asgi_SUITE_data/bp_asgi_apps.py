@@ -3,6 +3,7 @@ and a plain ASGI 3 callable (``raw_app``), each reading request bodies the way r
 (``request.stream()``, ``request.form()`` with python-multipart, ``UploadFile``) and recording
 what they saw for the suite to check (``log()``)."""
 
+import asyncio
 import contextlib
 import hashlib
 import threading
@@ -218,3 +219,26 @@ def sent():
     """How many flood blocks send() has returned for."""
     with _lock:
         return max([n for kind, n in _log if kind == "sent"], default=0)
+
+
+async def stuck_app(scope, receive, send):
+    """Never finishes on its own, for the server's app_timeout to cancel: /sleep awaits a sleep
+    before responding, /started after its response has started, /spin yields in a busy loop of
+    awaits. Records ("cancelled", path, exception name) from its finally block."""
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    outcome = "returned"
+    try:
+        if path == "/stuck/started":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        if path == "/stuck/spin":
+            while True:
+                await asyncio.sleep(0)
+        await asyncio.sleep(3600)
+    except BaseException as e:
+        outcome = type(e).__name__
+        raise
+    finally:
+        _record("cancelled", path, outcome)
