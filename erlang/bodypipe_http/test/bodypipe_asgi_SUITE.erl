@@ -15,7 +15,7 @@
          fastapi_multipart/1, fastapi_stream_fixed_and_chunked/1, streamed_response/1,
          raw_echo_flow_control/1, disconnect_mid_body/1, lifespan/1, lifespan_failure/1,
          app_errors/1, keep_alive_mixed/1, send_waits_for_the_client/1, one_loop/1,
-         app_timeout_cancels_the_task/1]).
+         app_timeout_cancels_the_task/1, cancel_before_the_call_starts/1]).
 
 -import(bodypipe_http_curl, [curl/3, curl/4, random_file/3, expected/1, json/1]).
 
@@ -28,7 +28,7 @@ all() ->
     [starlette_stream_fixed, starlette_stream_chunked, starlette_multipart, fastapi_multipart,
      fastapi_stream_fixed_and_chunked, streamed_response, raw_echo_flow_control,
      disconnect_mid_body, app_errors, keep_alive_mixed, send_waits_for_the_client, one_loop, lifespan,
-     lifespan_failure, app_timeout_cancels_the_task].
+     lifespan_failure, app_timeout_cancels_the_task, cancel_before_the_call_starts].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(bodypipe),
@@ -216,6 +216,28 @@ app_timeout_cancels_the_task(Config) ->
     after
         bodypipe_http:stop(Name)
     end.
+
+%% The cancel and the call go through different pool threads, so the cancel
+%% can come first: the call's task is then cancelled before its first step
+%% (the app never runs), and the call still ends, with the aborted answer the
+%% connection drops, instead of leaving its pool thread waiting for ever.
+cancel_before_the_call_starts(_Config) ->
+    Name = <<"early_cancel">>,
+    ok = bodypipe_asgi:load(Name, <<"bp_asgi_apps:stuck_app">>),
+    Token = erlang:unique_integer([positive]),
+    {ok, false} = py:call(bodypipe_asgi_host, cancel, [Token]),
+    {ok, Buf} = py_buffer:new(#{content_length => 0}),
+    ok = py_buffer:close(Buf),
+    Head = #{method => <<"GET">>, target => <<"/stuck/sleep">>, version => {1, 1},
+             headers => []},
+    Scope = bodypipe_asgi:scope(Head, {<<"/stuck">>, <<"/sleep">>, <<>>},
+                                #{server_name => <<"h">>, server_port => 80}),
+    {ok, Ref} = bodypipe_asgi:run_async(Name, Scope#{<<"bodypipe.token">> => Token}, Buf),
+    Result = receive {Ref, R} -> R after 30000 -> ct:fail(call_never_ended) end,
+    ?assertMatch({ok, {<<"400 Bad Request">>, _, [<<"request body aborted\n">>], none}},
+                 bodypipe_wsgi:run_result(Result)),
+    {ok, Log} = py:call(bp_asgi_apps, log, []),
+    ?assertEqual([], [E || E <- Log, element(1, E) =:= <<"cancelled">>]).
 
 app_errors(Config) ->
     %% An exception before the response starts is a 500; an app without

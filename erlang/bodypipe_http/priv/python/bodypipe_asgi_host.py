@@ -157,7 +157,6 @@ class _Lifespan:
         self.answers = queue.SimpleQueue()
         self.received = False
         self.task = None
-        self.reported = False      # _main put its ("end", ...) item
 
     async def receive(self):
         self.received = True
@@ -300,6 +299,7 @@ class Call:
         self.body_ended = False
         self.abort_seen = False    # receive() saw the server's abort
         self.task = None
+        self.reported = False      # the ("end", ...) item is out
         # Pool side.
         self.pending = None        # the rest of a block longer than MAX_BLOCK
         self.done = False
