@@ -88,18 +88,22 @@ raw_path(Target) ->
 %% @doc The client of the call whose scope carried `<<"bodypipe.token">> =>
 %% Token' went away while the app runs: its `receive()' yields
 %% `http.disconnect'. Does not wait (the call takes a pool thread, which may all
-%% be busy): the connection goes on at once.
--spec disconnect(integer()) -> ok.
+%% be busy): the connection goes on at once. `none' (a WSGI call): nothing to do.
+-spec disconnect(integer() | none) -> ok.
 disconnect(Token) ->
-    _ = spawn(fun() -> py:call(?HOST, disconnect, [Token]) end),
-    ok.
+    signal(disconnect, Token).
 
 %% @doc The call whose scope carried `<<"bodypipe.token">> => Token' ran past
 %% the server's `app_timeout': its task is cancelled (the app sees
 %% `asyncio.CancelledError' at its current `await', so its `finally' blocks
 %% run) and the pool thread waiting for its response is freed. Does not wait,
 %% as `disconnect/1'.
--spec cancel(integer()) -> ok.
+-spec cancel(integer() | none) -> ok.
 cancel(Token) ->
-    _ = spawn(fun() -> py:call(?HOST, cancel, [Token]) end),
+    signal(cancel, Token).
+
+signal(_Function, none) ->
+    ok;
+signal(Function, Token) ->
+    _ = spawn(fun() -> py:call(?HOST, Function, [Token]) end),
     ok.

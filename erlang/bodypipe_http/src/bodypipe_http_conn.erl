@@ -520,10 +520,7 @@ watch_closed(#x{c = #c{sock = Sock}} = X) ->
 client_gone(#x{method = Method, target = Target, token = Token} = X) ->
     logger:notice("bodypipe_http: ~ts ~ts: client went away while the application was running",
                   [Method, Target]),
-    _ = case Token of
-            none -> ok;
-            _ -> bodypipe_asgi:disconnect(Token)
-        end,
+    ok = bodypipe_asgi:disconnect(Token),
     close_socket(X).
 
 %% A buffer_chunked mount: the body is all there, the app is called with its
@@ -603,10 +600,7 @@ expired(X) ->
 %% WSGI call cannot be stopped and goes on in its thread. Either way the
 %% result is still awaited so the iterable is closed.
 app_timeout(#x{token = Token} = X) ->
-    _ = case Token of
-            none -> ok;
-            _ -> bodypipe_asgi:cancel(Token)
-        end,
+    ok = bodypipe_asgi:cancel(Token),
     app_timed_out(X).
 
 app_timed_out(#x{body = {_, _}} = X) ->
@@ -740,8 +734,7 @@ finish(#x{c = #c{cfg = Cfg} = C, status = Status, sent = Sent} = X) ->
 finish_connection(#x{sock = closed}) ->
     ok;
 finish_connection(#x{watch = armed, rest = Rest, c = #c{sock = Sock}} = X) ->
-    {Rest1, _} = bodypipe_http_watch:stop(Sock, Rest),
-    finish_connection(X#x{watch = off, rest = Rest1});
+    finish_connection(X#x{watch = off, rest = bodypipe_http_watch:stop(Sock, Rest)});
 finish_connection(#x{close = false, body = done, resp = over, sock = open, rest = Rest,
                      c = #c{sock = Sock, cfg = Cfg} = C, big_reads = Big}) ->
     _ = case Big of

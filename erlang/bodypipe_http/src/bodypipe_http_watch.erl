@@ -55,15 +55,15 @@ closed(Sock) ->
     end.
 
 %% @doc Ends the watch before the socket is read passively again: what the last
-%% armed read delivered is added to `Rest'; `eof' if that was the end of the
-%% client's stream.
--spec stop(gen_tcp:socket(), binary()) -> {binary(), open | eof}.
+%% armed read delivered is added to `Rest'. An end of the client's stream is
+%% taken out of the mailbox too; the next passive read reports it again.
+-spec stop(gen_tcp:socket(), binary()) -> binary().
 stop(Sock, Rest) ->
     _ = inet:setopts(Sock, [{active, false}]),
     receive
-        {tcp, Sock, Data} -> {<<Rest/binary, Data/binary>>, open};
-        {tcp_closed, Sock} -> {Rest, eof};
-        {tcp_error, Sock, _} -> {Rest, eof}
+        {tcp, Sock, Data} -> <<Rest/binary, Data/binary>>;
+        {tcp_closed, Sock} -> Rest;
+        {tcp_error, Sock, _} -> Rest
     after 0 ->
-        {Rest, open}
+        Rest
     end.

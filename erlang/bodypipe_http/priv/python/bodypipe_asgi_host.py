@@ -541,24 +541,25 @@ def run(name, req, buf):
                 _live[token] = call
     lp.call_soon_threadsafe(call._start)
     if early is not None:
-        lp.call_soon_threadsafe(getattr(call, early))
+        lp.call_soon_threadsafe(early, call)
     return call.first()
 
 
 def _signal(token, action):
-    """Runs the loop-side method ``action`` of the call with ``token``, or keeps it for the
-    call's run() if Erlang's signal overtook it; True if the call was running."""
+    """Runs ``action`` (a loop-side method of :class:`Call`) on the loop for the call with
+    ``token``, or keeps it for the call's run() if Erlang's signal overtook it; True if the call
+    was running."""
     with _live_lock:
         # The call stays registered: a client gone first may still be cancelled by the timeout.
         call = _live.get(token)
         if call is None:
             # A cancel includes what a disconnect does: it is never downgraded.
-            if _early.get(token) != "_cancel":
+            if _early.get(token) is not Call._cancel:
                 _early[token] = action
             while len(_early) > EARLY_MAX:
                 _early.popitem(last=False)
             return False
-    call.loop.call_soon_threadsafe(getattr(call, action))
+    call.loop.call_soon_threadsafe(action, call)
     return True
 
 
@@ -566,10 +567,10 @@ def disconnect(token):
     """The client of the call with ``token`` went away: its ``receive()`` yields
     ``http.disconnect`` and a ``send()`` that announces more raises :class:`ClientDisconnected`.
     True if the call was running."""
-    return _signal(token, "_disconnect")
+    return _signal(token, Call._disconnect)
 
 
 def cancel(token):
     """The call with ``token`` ran past the server's ``app_timeout``: its task is cancelled
     (``asyncio.CancelledError`` at its current ``await``). True if the call was running."""
-    return _signal(token, "_cancel")
+    return _signal(token, Call._cancel)
