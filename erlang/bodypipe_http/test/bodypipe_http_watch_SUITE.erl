@@ -75,14 +75,8 @@ asgi_receive_sees_disconnect(Config) ->
     ?assertMatch([_], [T || {log, notice, T} <- flush(), binary:match(T, <<"went away">>) =/= nomatch]).
 
 asgi_half_close_gets_answer(Config) ->
-    S = connect(Config),
-    ok = gen_tcp:send(S, post("/a/hold?name=h", 500)),
-    wait_log({<<"body">>, <<"h">>, 500}),
-    wait_armed(),
-    ok = gen_tcp:shutdown(S, write),
-    wait_eof_seen(),
-    {ok, _} = py:call(bp_watch_apps, release, [<<"h">>]),
-    {ok, #{status := 200, body := <<"held 500\n">>}} = bodypipe_http_test_client:response(S, 10000),
+    {S, Resp} = half_closed_exchange(Config, "/a/hold?name=h", 500, {<<"body">>, <<"h">>, 500}),
+    {ok, #{status := 200, body := <<"held 500\n">>}} = Resp,
     %% Then the server closes (the client sends no more requests).
     true = bodypipe_http_test_client:closed(S, 10000),
     wait_access_log(1),
@@ -90,16 +84,25 @@ asgi_half_close_gets_answer(Config) ->
     ?assertMatch({match, _}, re:run(Line, "\"POST /a/hold\\?name=h HTTP/1.1\" 200 9 ")).
 
 wsgi_half_close_gets_answer(Config) ->
+    {S, Resp} = half_closed_exchange(Config, "/hold?name=w&blocks=3", 700,
+                                     {<<"read">>, <<"w">>, 700}),
+    {ok, #{status := 200, body := Body}} = Resp,
+    ?assertEqual(binary:copy(<<"h">>, 3 * 65536), Body),
+    true = bodypipe_http_test_client:closed(S, 10000).
+
+%% A POST of Size bytes to Path (an app that holds until released by the
+%% `name' in its query), its body seen by the app (Seen logged), then the
+%% client shuts down its sending side; the app is released and the response
+%% read.
+half_closed_exchange(Config, Path, Size, Seen) ->
     S = connect(Config),
-    ok = gen_tcp:send(S, post("/hold?name=w&blocks=3", 700)),
-    wait_log({<<"read">>, <<"w">>, 700}),
+    ok = gen_tcp:send(S, post(Path, Size)),
+    wait_log(Seen),
     wait_armed(),
     ok = gen_tcp:shutdown(S, write),
     wait_eof_seen(),
-    {ok, _} = py:call(bp_watch_apps, release, [<<"w">>]),
-    {ok, #{status := 200, body := Body}} = bodypipe_http_test_client:response(S, 10000),
-    ?assertEqual(binary:copy(<<"h">>, 3 * 65536), Body),
-    true = bodypipe_http_test_client:closed(S, 10000).
+    {ok, _} = py:call(bp_watch_apps, release, [element(2, Seen)]),
+    {S, bodypipe_http_test_client:response(S, 10000)}.
 
 wsgi_reset_is_quiet(Config) ->
     S = connect(Config),
