@@ -15,7 +15,7 @@
          os_exit_costs_one_worker/1, sigterm_lets_upload_finish/1,
          sighup_replaces_workers/1, access_log_and_server_header/1, venv_site_packages/1,
          sigterm_closes_idle_connections/1, worker_start_timeout/1,
-         connections_spread_over_workers/1]).
+         connections_spread_over_workers/1, port_in_use_is_refused/1]).
 
 -define(C, bodypipe_http_test_client).
 
@@ -27,7 +27,7 @@ all() ->
      asgi_app, buffer_chunked, per_mount_options,
      access_log_and_server_header, venv_site_packages, os_exit_costs_one_worker,
      sigterm_lets_upload_finish, sigterm_closes_idle_connections,
-     sighup_replaces_workers, connections_spread_over_workers,
+     sighup_replaces_workers, connections_spread_over_workers, port_in_use_is_refused,
      gil_holder_does_not_stall_new_connections].
 
 init_per_suite(Config) ->
@@ -269,6 +269,20 @@ connections_spread_over_workers(Config) ->
     ct:log("workers of the 16 connections: ~p", [Pids]),
     Workers = lists:sort([binary_to_integer(P) || P <- lists:usort(Pids)]),
     Workers = lists:sort(worker_pids(S)),
+    ok.
+
+%% The workers' sockets share the port by SO_REUSEPORT, which would let a
+%% second server of the same user join the group and take connections: it is
+%% refused instead, and the first one still serves.
+port_in_use_is_refused(Config) ->
+    S = serve(Config, ["--workers", "2"]),
+    Port = integer_to_list(port_of(S)),
+    {St, Out} = run(Config, ["serve", "serve_app:application", "--python-path", data(Config),
+                             "--bind", "127.0.0.1:" ++ Port]),
+    ct:log("second server: ~b~n~ts", [St, Out]),
+    1 = St,
+    true = string:find(Out, "cannot listen on 127.0.0.1:" ++ Port) =/= nomatch,
+    {ok, #{status := 200}} = get(port_of(S), "/pid"),
     ok.
 
 gil_holder_does_not_stall_new_connections(Config) ->
