@@ -1,5 +1,5 @@
 %% @doc An acceptor of a `bodypipe_http' server: accepts connections on the
-%% shared listening socket and starts one `bodypipe_http_conn' process for each.
+%% listening socket and starts one `bodypipe_http_conn' process for each.
 %%
 %% Connection processes are linked to the acceptor that started them, so
 %% stopping the server (which kills the acceptors) ends them too. The acceptor
@@ -17,7 +17,8 @@
 %% With a `gate' (`bodypipe_http_gate'), the acceptor also waits while the gate
 %% is shut, and accepts with a timeout of ?GATED_ACCEPT_MS so that an accept
 %% already waiting when the gate shuts ends soon: connections then stay in the
-%% shared listening socket's queue for another worker VM to take.
+%% listening socket's queue (for a replacing worker VM that shares it, or until
+%% the gate opens again).
 -module(bodypipe_http_acceptor).
 
 -export([start_link/2]).

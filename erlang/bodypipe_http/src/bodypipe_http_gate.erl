@@ -1,14 +1,15 @@
 %% @doc The accept gate of a `bodypipe_http' server: whether its acceptors
 %% take new connections now.
 %%
-%% Several worker VMs accepting from one shared listening socket (`bodypipe
-%% serve') must leave a connection to the others when they cannot run it: a
-%% worker whose embedded interpreter is stalled (one request holding the GIL
-%% in a long C call) would otherwise keep accepting connections it cannot
-%% serve until the call ends. The gate is a shared atomic, cheap to read on
-%% every accept: `open', `closed' (for now: reopened when the interpreter
-%% answers again, see `bodypipe_serve_gate') or `draining' (for good: the
-%% server is shutting down; connections are not kept alive either).
+%% A worker VM of `bodypipe serve' must leave connections to others when it
+%% cannot run them: a worker whose embedded interpreter is stalled (one
+%% request holding the GIL in a long C call) stops taking them (the
+%% supervisor steers new ones to other workers meanwhile), and a worker being
+%% replaced leaves its socket's queue to its successor. The gate is a shared
+%% atomic, cheap to read on every accept: `open', `closed' (for now: reopened
+%% when the interpreter answers again, see `bodypipe_serve_gate') or
+%% `draining' (for good: the server is shutting down; connections are not
+%% kept alive either).
 -module(bodypipe_http_gate).
 
 -export([new/0, is_gate/1, open/1, close/1, drain/1, accepting/1, draining/1]).

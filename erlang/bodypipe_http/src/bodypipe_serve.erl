@@ -9,6 +9,9 @@
 %%
 %% - it writes `ready' once it serves, or exits with status 3 after printing
 %%   why the application could not be loaded (the Python traceback);
+%% - it writes `stalled' when its interpreter stops answering and `free' when
+%%   it answers again (`bodypipe_serve_gate'), so that the supervisor steers
+%%   new connections to workers that can run them;
 %% - it reads `drain' (or end of file: the supervisor is gone), and SIGTERM
 %%   does the same: the accept gate closes for good, responses stop keeping
 %%   connections alive, and the VM exits once no connection is left or after
@@ -67,7 +70,7 @@ run(#{worker := Id, control_in := In, control_out := Out} = Cfg) ->
     ok = setup_python(maps:get(python_path, Cfg)),
     [ok = load_or_exit(Spec) || Spec <- app_specs(maps:get(apps, Cfg))],
     Gate = bodypipe_http_gate:new(),
-    {ok, _} = bodypipe_serve_gate:start_link(Gate, maps:get(gate, Cfg)),
+    {ok, _} = bodypipe_serve_gate:start_link(Gate, maps:get(gate, Cfg), self()),
     Log = access_log(maps:get(access_log, Cfg)),
     Opts = (maps:get(http, Cfg))#{name => ?NAME,
                                   fd => maps:get(listen_fd, Cfg),
@@ -95,6 +98,9 @@ serve(Control, Gate, Id, Graceful) ->
         {Control, {data, {eol, <<"drain">>}}} ->
             drain(Gate, Id, Graceful, "told to stop");
         {Control, {data, _}} ->
+            serve(Control, Gate, Id, Graceful);
+        {bodypipe_serve_gate, State} ->
+            true = port_command(Control, [atom_to_binary(State), $\n]),
             serve(Control, Gate, Id, Graceful);
         {Control, eof} ->
             drain(Gate, Id, Graceful, "the supervisor is gone");

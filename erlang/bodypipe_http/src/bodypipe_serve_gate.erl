@@ -5,16 +5,18 @@
 %% it go) stalls every Python call of its VM, but not the VM: its acceptors
 %% would go on taking connections that then wait for the call to end. This
 %% process asks the interpreter for a trivial call every `interval' ms; when
-%% the answer takes longer than `stall' ms it shuts the gate, so new
-%% connections stay in the shared listening socket's queue for a worker whose
-%% interpreter is free (as gunicorn's workers, whose accept loop is Python,
-%% stop accepting by themselves), and opens it again when the answer comes.
-%% The probe also needs a free thread of the call pool, so a worker whose pool
-%% is saturated stops accepting as well.
+%% the answer takes longer than `stall' ms it shuts the gate and tells
+%% `notify' `{bodypipe_serve_gate, stalled}' (bodypipe_serve passes it on to
+%% the supervisor, which then steers new connections to workers whose
+%% interpreter is free, as gunicorn's workers, whose accept loop is Python,
+%% stop accepting by themselves); it opens the gate again, with
+%% `{bodypipe_serve_gate, free}', when the answer comes. The probe also needs
+%% a free thread of the call pool, so a worker whose pool is saturated counts
+%% as stalled as well.
 -module(bodypipe_serve_gate).
 
--export([start_link/2]).
--export([init/2]).
+-export([start_link/3]).
+-export([init/3]).
 
 -export_type([options/0]).
 
@@ -23,23 +25,25 @@
 %% A stall this long is reported on standard error (with `stall' below it).
 -define(REPORT_MS, 1000).
 
-%% @doc Starts the probe for `Gate'.
--spec start_link(bodypipe_http_gate:gate(), options()) -> {ok, pid()}.
-start_link(Gate, Opts) ->
-    {ok, proc_lib:spawn_link(?MODULE, init, [Gate, Opts])}.
+%% @doc Starts the probe for `Gate', telling `Notify' when the interpreter
+%% stalls and when it runs again.
+-spec start_link(bodypipe_http_gate:gate(), options(), pid()) -> {ok, pid()}.
+start_link(Gate, Opts, Notify) ->
+    {ok, proc_lib:spawn_link(?MODULE, init, [Gate, Opts, Notify])}.
 
 %% @private
--spec init(bodypipe_http_gate:gate(), options()) -> no_return().
-init(Gate, #{interval := Interval, stall := Stall}) ->
-    loop(Gate, Interval, min(Stall, ?REPORT_MS - 1)).
+-spec init(bodypipe_http_gate:gate(), options(), pid()) -> no_return().
+init(Gate, #{interval := Interval, stall := Stall}, Notify) ->
+    loop(Gate, Interval, min(Stall, ?REPORT_MS - 1), Notify).
 
-loop(Gate, Interval, Stall) ->
+loop(Gate, Interval, Stall, Notify) ->
     {ok, Ref} = py:call_async(py:context(?MODULE), builtins, int, []),
     T0 = erlang:monotonic_time(millisecond),
     receive
         {Ref, _} -> ok
     after Stall ->
         ok = bodypipe_http_gate:close(Gate),
+        Notify ! {?MODULE, stalled},
         receive
             {Ref, _} -> ok
         after ?REPORT_MS - Stall ->
@@ -50,8 +54,9 @@ loop(Gate, Interval, Stall) ->
             receive {Ref, _} -> ok end,
             io:format(standard_error, "bodypipe: worker pid ~s: Python runs again after ~b ms: "
                       "accepting~n", [os:getpid(), erlang:monotonic_time(millisecond) - T0])
-        end
+        end,
+        ok = bodypipe_http_gate:open(Gate),
+        Notify ! {?MODULE, free}
     end,
-    ok = bodypipe_http_gate:open(Gate),
     receive after Interval -> ok end,
-    loop(Gate, Interval, Stall).
+    loop(Gate, Interval, Stall, Notify).

@@ -14,7 +14,8 @@
          asgi_app/1, buffer_chunked/1, per_mount_options/1, gil_holder_does_not_stall_new_connections/1,
          os_exit_costs_one_worker/1, sigterm_lets_upload_finish/1,
          sighup_replaces_workers/1, access_log_and_server_header/1, venv_site_packages/1,
-         sigterm_closes_idle_connections/1, worker_start_timeout/1]).
+         sigterm_closes_idle_connections/1, worker_start_timeout/1,
+         connections_spread_over_workers/1, port_in_use_is_refused/1]).
 
 -define(C, bodypipe_http_test_client).
 
@@ -26,7 +27,8 @@ all() ->
      asgi_app, buffer_chunked, per_mount_options,
      access_log_and_server_header, venv_site_packages, os_exit_costs_one_worker,
      sigterm_lets_upload_finish, sigterm_closes_idle_connections,
-     sighup_replaces_workers, gil_holder_does_not_stall_new_connections].
+     sighup_replaces_workers, connections_spread_over_workers, port_in_use_is_refused,
+     gil_holder_does_not_stall_new_connections].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(bodypipe),
@@ -250,6 +252,39 @@ lines(Path) ->
 %% One request runs sum(range(N)) (a C call that never releases the GIL) on
 %% one of two workers; requests on new connections meanwhile are all served by
 %% the other worker before that call ends.
+%% 16 connections opened at once, all kept alive, reach both workers (with one
+%% listening socket that every worker accepted from, all 16 went to whichever
+%% worker was awake). Each goes to a random worker: all 16 on one has a chance
+%% of 2^-15.
+connections_spread_over_workers(Config) ->
+    S = serve(Config, ["--workers", "2"]),
+    Port = port_of(S),
+    Socks = [?C:connect(Port) || _ <- lists:seq(1, 16)],
+    Pids = [begin
+                ok = ?C:send(Sock, "GET /pid HTTP/1.1\r\nHost: h\r\n\r\n"),
+                {ok, #{status := 200, body := B}} = ?C:response(Sock, 30000),
+                B
+            end || Sock <- Socks],
+    [ok = gen_tcp:close(Sock) || Sock <- Socks],
+    ct:log("workers of the 16 connections: ~p", [Pids]),
+    Workers = lists:sort([binary_to_integer(P) || P <- lists:usort(Pids)]),
+    Workers = lists:sort(worker_pids(S)),
+    ok.
+
+%% The workers' sockets share the port by SO_REUSEPORT, which would let a
+%% second server of the same user join the group and take connections: it is
+%% refused instead, and the first one still serves.
+port_in_use_is_refused(Config) ->
+    S = serve(Config, ["--workers", "2"]),
+    Port = integer_to_list(port_of(S)),
+    {St, Out} = run(Config, ["serve", "serve_app:application", "--python-path", data(Config),
+                             "--bind", "127.0.0.1:" ++ Port]),
+    ct:log("second server: ~b~n~ts", [St, Out]),
+    1 = St,
+    true = string:find(Out, "cannot listen on 127.0.0.1:" ++ Port) =/= nomatch,
+    {ok, #{status := 200}} = get(port_of(S), "/pid"),
+    ok.
+
 gil_holder_does_not_stall_new_connections(Config) ->
     S = serve(Config, ["--workers", "2"]),
     Port = port_of(S),
