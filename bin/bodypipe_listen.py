@@ -66,6 +66,8 @@ class Listeners:
 
     def __init__(self, host, port, n, backlog):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # As the workers' gen_tcp names it.
+        self.family = "inet6" if family == socket.AF_INET6 else "inet"
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))

@@ -40,7 +40,7 @@
                      ip => inet:ip_address(),
                      port => inet:port_number(),
                      reuseport => boolean(),
-                     fd => none | non_neg_integer(),
+                     fd => none | non_neg_integer() | {non_neg_integer(), inet | inet6},
                      backlog => pos_integer(),
                      apps => [mount()],
                      python_path => [file:filename_all()],
@@ -294,6 +294,7 @@ valid(reuseport, V) -> is_boolean(V);
 valid(admin, V) -> is_boolean(V);
 valid(validate, V) -> is_boolean(V);
 valid(apps, V) -> is_list(V) andalso lists:all(fun valid_mount/1, V);
+valid(fd, {Fd, Family}) -> valid(fd, Fd) andalso (Family =:= inet orelse Family =:= inet6);
 valid(fd, V) -> V =:= none orelse (is_integer(V) andalso V >= 0);
 valid(gate, V) -> V =:= none orelse bodypipe_http_gate:is_gate(V);
 valid(access_log, V) -> V =:= none orelse bodypipe_http_access_log:is_log(V);

@@ -123,9 +123,11 @@ init(#{ip := IP, port := Port0, backlog := Backlog, reuseport := ReusePort,
     %% so the table lives exactly as long as the server.
     Cfg = Cfg0#{requests => bodypipe_http_admin:new_registry()},
     %% `fd': a listening socket opened by another process and inherited (the
-    %% `bodypipe serve' supervisor shares one socket among its worker VMs).
+    %% `bodypipe serve' supervisor hands each worker VM its own), with its
+    %% address family (gen_tcp cannot tell an IPv6 one by itself).
     {Port, Where} = case maps:get(fd, Cfg, none) of
                         none -> {Port0, [{ip, IP}]};
+                        {Fd, Family} -> {0, [{fd, Fd}, Family]};
                         Fd -> {0, [{fd, Fd}]}
                     end,
     Opts = [binary, {packet, raw}, {active, false}, {reuseaddr, true}] ++ Where ++ [

@@ -23,7 +23,7 @@
 -export_type([config/0]).
 
 -type config() :: #{worker := pos_integer(),
-                    listen_fd := non_neg_integer(),
+                    listen_fd := {non_neg_integer(), inet | inet6},
                     control_in := non_neg_integer(),
                     control_out := non_neg_integer(),
                     apps := [bodypipe_http:mount()],

@@ -5,7 +5,7 @@
 %% that is not ours. 127.0.0.1 only; every wait is bounded.
 -module(bodypipe_http_test_client).
 
--export([wait_until/2, connect/1, connect/2, send/2, response/2, response/3, responses/3, closed/2,
+-export([wait_until/2, connect/1, connect/2, connect/3, send/2, response/2, response/3, responses/3, closed/2,
          exchange/2, exchange/3, header/2, recv_all/2, wait_data/2]).
 
 -define(BUF(S), {?MODULE, buf, S}).
@@ -14,7 +14,10 @@ connect(Port) ->
     connect(Port, []).
 
 connect(Port, Opts) ->
-    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Port,
+    connect({127, 0, 0, 1}, Port, Opts).
+
+connect(Address, Port, Opts) ->
+    {ok, S} = gen_tcp:connect(Address, Port,
                               [binary, {active, false}, {packet, raw}, {nodelay, true} | Opts],
                               5000),
     put(?BUF(S), <<>>),

@@ -15,7 +15,7 @@
          os_exit_costs_one_worker/1, sigterm_lets_upload_finish/1,
          sighup_replaces_workers/1, access_log_and_server_header/1, venv_site_packages/1,
          sigterm_closes_idle_connections/1, worker_start_timeout/1,
-         connections_spread_over_workers/1, port_in_use_is_refused/1]).
+         connections_spread_over_workers/1, port_in_use_is_refused/1, ipv6_bind/1]).
 
 -define(C, bodypipe_http_test_client).
 
@@ -27,7 +27,7 @@ all() ->
      asgi_app, buffer_chunked, per_mount_options,
      access_log_and_server_header, venv_site_packages, os_exit_costs_one_worker,
      sigterm_lets_upload_finish, sigterm_closes_idle_connections,
-     sighup_replaces_workers, connections_spread_over_workers, port_in_use_is_refused,
+     sighup_replaces_workers, connections_spread_over_workers, port_in_use_is_refused, ipv6_bind,
      gil_holder_does_not_stall_new_connections].
 
 init_per_suite(Config) ->
@@ -284,6 +284,19 @@ port_in_use_is_refused(Config) ->
     true = string:find(Out, "cannot listen on 127.0.0.1:" ++ Port) =/= nomatch,
     {ok, #{status := 200}} = get(port_of(S), "/pid"),
     ok.
+
+%% An IPv6 address: the workers are told the family of the socket they
+%% inherit (gen_tcp took it for IPv4 and refused it with einval).
+ipv6_bind(Config) ->
+    S = serve(Config, "serve_app:application", ["--workers", "2", "--bind", "[::1]:0"]),
+    Sock = ?C:connect({0, 0, 0, 0, 0, 0, 0, 1}, port_of(S), [inet6]),
+    try
+        ok = ?C:send(Sock, "GET /pid HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+        {ok, #{status := 200, body := Pid}} = ?C:response(Sock, 30000),
+        true = lists:member(binary_to_integer(Pid), worker_pids(S))
+    after
+        gen_tcp:close(Sock)
+    end.
 
 gil_holder_does_not_stall_new_connections(Config) ->
     S = serve(Config, ["--workers", "2"]),
