@@ -346,7 +346,14 @@ start(#c{sock = Sock, cfg = Cfg, info = Info} = C,
                 asgi -> erlang:unique_integer([positive]);
                 wsgi -> none
             end,
-    Call = fun(H) -> call_app(App, H, Route, Buf, Info, Token) end,
+    Gate = maps:get(gate, Cfg, none),
+    %% The gate is told after the call is queued: a stall probe that looks
+    %% at the call pool just before it waits for the notice then sees it.
+    Call = fun(H) ->
+                   Started = call_app(App, H, Route, Buf, Info, Token),
+                   ok = bodypipe_http_gate:call_started(Gate),
+                   Started
+           end,
     bodypipe_http_admin:track(maps:get(requests, Cfg, undefined), Method, maps:get(target, Head),
                               Buf, Length),
     X0 = #x{c = C, method = Method, target = maps:get(target, Head), version = Version,

@@ -69,7 +69,7 @@ run(#{worker := Id, control_in := In, control_out := Out} = Cfg) ->
     ok = check_venv(maps:get(venv, Cfg)),
     ok = setup_python(maps:get(python_path, Cfg)),
     [ok = load_or_exit(Spec) || Spec <- app_specs(maps:get(apps, Cfg))],
-    Gate = bodypipe_http_gate:new(),
+    Gate = bodypipe_http_gate:new(bodypipe_serve_gate),
     {ok, _} = bodypipe_serve_gate:start_link(Gate, maps:get(gate, Cfg), self()),
     Log = access_log(maps:get(access_log, Cfg)),
     Opts = (maps:get(http, Cfg))#{name => ?NAME,
