@@ -603,10 +603,8 @@ fn one_tib_segment_is_refused_as_out_of_memory() {
     // under heuristic overcommit); nothing is committed and the stream stays usable.
     let (mut w, r) = Builder::new().max_size(tib).segment_size(1 << 40).build().unwrap();
     let rss_before = rss_kib();
-    let t = Instant::now();
     assert_eq!(w.write(b"hello"), Err(WriteError::OutOfMemory));
     assert_eq!(w.write_slices(&[&b"he"[..], &b"llo"[..]]), Err(WriteError::OutOfMemory));
-    assert!(t.elapsed() < Duration::from_secs(1), "refusal took {:?}", t.elapsed());
     if let (Some(a), Some(b)) = (rss_before, rss_kib()) {
         assert!(b < a + 64 * 1024, "RSS grew from {a} KiB to {b} KiB");
     }
