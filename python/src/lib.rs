@@ -39,6 +39,7 @@ mod gather;
 mod lines;
 pub mod options;
 mod read;
+mod readahead;
 pub mod slot;
 mod wait;
 mod writer;

@@ -25,9 +25,12 @@ impl PyBuffer {
         if avail >= min || r.is_ended() || r.is_closed() {
             return Ok(avail);
         }
-        let got = in_slices(py, deadline, |end| match r.wait(min, Some(end)) {
-            Ok(Ready::Data(n)) | Ok(Ready::Ended(n)) => Some(n),
-            Err(_) => None,
+        // Counted as a use of the cursor: the read that follows starts where the wait began.
+        let got = self.around_detached(py, |py| {
+            in_slices(py, deadline, |end| match r.wait(min, Some(end)) {
+                Ok(Ready::Data(n)) | Ok(Ready::Ended(n)) => Some(n),
+                Err(_) => None,
+            })
         })?;
         got.ok_or_else(|| timeout(py, b""))
     }
