@@ -137,3 +137,13 @@ def test_fed_by_a_writer_thread_against_bytesio(data, ops, cuts, ring):
     finally:
         buf.close()  # a failed check must not leave the writer waiting for room
         t.join()
+
+
+def test_the_writer_counts_lines_taken_ahead_as_unread():
+    data = b"".join(b"%d\n" % i for i in range(200))
+    w, buf = bodypipe.pipe()
+    w.write(data)
+    for i in range(3):
+        assert next(buf) == b"%d\n" % i
+        assert w.buffered == buf.readable_amount() == len(data) - buf.tell()
+    assert repr(buf).startswith(f"<bodypipe.PyBuffer pos={buf.tell()} available={len(data) - buf.tell()} ")
