@@ -33,12 +33,20 @@ pub struct PyBuffer {
     /// `_test_create` keeps the writer here, so the body neither grows nor aborts while the
     /// object lives (dropping a core `Writer` would abort the body).
     _keep_writer: Mutex<Option<::bodypipe::Writer>>,
+    /// This object has taken a run of lines ahead (`readahead.rs`), so its drop must see that
+    /// the run does not outlive it.
+    pub(crate) took_run: AtomicBool,
 }
 
 impl PyBuffer {
     /// Wraps a shared core reader (see [`crate::wrap_reader`]).
     pub fn from_reader(reader: Arc<Reader>) -> Self {
-        Self { reader, at_end: AtomicBool::new(false), _keep_writer: Mutex::new(None) }
+        Self {
+            reader,
+            at_end: AtomicBool::new(false),
+            _keep_writer: Mutex::new(None),
+            took_run: AtomicBool::new(false),
+        }
     }
 
     /// Positioned at the end by `seek(0, SEEK_END)`: every read sees EOF (see `at_end`).
@@ -72,9 +80,14 @@ impl PyBuffer {
 
 impl Drop for PyBuffer {
     fn drop(&mut self) {
-        // A run holds the reader, which must not outlive its last wrapper (its drop tells the
-        // writer nobody reads any more): give it back. Without an interpreter there is no run.
-        let _ = Python::try_attach(|py| readahead::release(py, &self.reader));
+        // A run holds the reader, which must not outlive the wrappers (its drop tells the writer
+        // nobody reads any more): the wrapper that took one gives it back (another wrapper's
+        // later run is that one's to give back). Only then is the GIL needed here.
+        // ORDERING: Relaxed: set and read with the GIL held (`take_run`, and the deallocation of
+        // a Python object); it publishes nothing.
+        if self.took_run.load(Ordering::Relaxed) {
+            let _ = Python::try_attach(|py| readahead::release(py, &self.reader));
+        }
     }
 }
 

@@ -198,6 +198,8 @@ impl PyBuffer {
             match self.reader.take_lines(b'\n', RUN_MAX) {
                 Some(run) => {
                     t.runs.push(Run { reader: self.reader.clone(), run, used: 0 });
+                    // ORDERING: Relaxed: read by this object's drop (see `PyBuffer::took_run`).
+                    self.took_run.store(true, std::sync::atomic::Ordering::Relaxed);
                     true
                 }
                 None => false,

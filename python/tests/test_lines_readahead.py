@@ -147,3 +147,13 @@ def test_the_writer_counts_lines_taken_ahead_as_unread():
         assert next(buf) == b"%d\n" % i
         assert w.buffered == buf.readable_amount() == len(data) - buf.tell()
     assert repr(buf).startswith(f"<bodypipe.PyBuffer pos={buf.tell()} available={len(data) - buf.tell()} ")
+
+
+def test_a_buffer_dropped_mid_iteration_lets_its_reader_go():
+    # The run taken ahead holds the core reader; dropping the buffer must still drop the reader,
+    # which tells the writer nobody reads any more.
+    w, buf = bodypipe.pipe()
+    w.write(b"".join(b"%d\n" % i for i in range(200)))
+    assert next(buf) == b"0\n"
+    del buf
+    assert w.reader_closed
