@@ -46,7 +46,7 @@ mod writer;
 pub use error::{
     BuildError, CloseError, ReadError, ReadWithError, SeekError, WaitError, WaitWritableError, WriteError,
 };
-pub use reader::{Reader, Ready};
+pub use reader::{LineRun, Reader, Ready};
 pub use ready::Subscription;
 pub use shared::{Stats, Writability};
 pub use view::View;

@@ -6,7 +6,7 @@
 //! threads never stall behind a blocked read.
 
 use crate::error::{ReadError, ReadWithError, SeekError, WaitError};
-use crate::primitive::{lock, Arc, AtomicU64, Mutex, Ordering};
+use crate::primitive::{lock, Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::ready::{Subscription, Wake};
 use crate::search::ChunkSearch;
 use crate::segment::Segment;
@@ -25,6 +25,34 @@ pub enum Ready {
     Data(usize),
     /// The stream has ended (EOF, abort, or the reader closed); this many bytes are still unread.
     Ended(usize),
+}
+
+/// A run of complete lines consumed in one step by [`Reader::take_lines`]: the bytes (a
+/// zero-copy [`View`], derefs to `[u8]`) and the stream position of the first.
+#[derive(Debug, Clone)]
+pub struct LineRun {
+    view: View,
+    start: u64,
+}
+
+impl LineRun {
+    /// The stream position of the run's first byte.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// The stream position just past the run.
+    pub fn end(&self) -> u64 {
+        self.start + self.view.len() as u64
+    }
+}
+
+impl std::ops::Deref for LineRun {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.view
+    }
 }
 
 /// The consumer half of a pipe: `Send + Sync`, every method takes `&self`.
@@ -707,6 +735,69 @@ impl Reader {
         Ok(Some(result))
     }
 
+    /// Consumes, under one hold of the cursor, a run of complete lines (each ending in `delim`)
+    /// from the read position: as many as lie wholly in at most `max` bytes of the current
+    /// segment, not counting its last byte. `None` (nothing consumed) if not even one does. The
+    /// run is a zero-copy [`View`], so a line reader can hand out the lines that follow one by one
+    /// without touching the cursor again, and put back what it did not hand out with
+    /// [`give_back`](Self::give_back).
+    ///
+    /// The run never reaches the segment's end, so the segment stays in the retained window
+    /// (ring mode) and the cursor can always be moved back to any line of it.
+    ///
+    /// ```
+    /// let (mut w, r) = bodypipe::pipe();
+    /// w.write(b"one\ntwo\nthr")?;
+    /// let run = r.take_lines(b'\n', 4096).expect("two complete lines");
+    /// assert_eq!((run.start(), &run[..]), (0, &b"one\ntwo\n"[..]));
+    /// assert_eq!(r.position(), 8);
+    /// assert!(r.give_back(&run, 4)); // only "one\n" was used
+    /// assert_eq!(r.position(), 4);
+    /// assert!(r.take_lines(b'\n', 2).is_none()); // "two\n" does not fit in 2 bytes
+    /// # Ok::<(), bodypipe::WriteError>(())
+    /// ```
+    pub fn take_lines(&self, delim: u8, max: usize) -> Option<LineRun> {
+        let mut cur = lock(&self.cursor);
+        let written = self.shared.write_pos.load(Ordering::Acquire);
+        let pos = cur.pos;
+        let seg = cur.locate(&self.shared, pos)?;
+        // The segment's last byte is left out: a run ending there would let the cursor pass the
+        // segment, which ring mode then retires, and `give_back` could not return into it.
+        let hi = written.min(seg.end() - 1).min(pos.saturating_add(max as u64));
+        if hi <= pos {
+            return None;
+        }
+        let off = (pos - seg.start()) as usize;
+        let len = (hi - pos) as usize;
+        // SAFETY: `[off, off + len)` is inside the segment and below `written` (Acquire).
+        let chunk = unsafe { seg.slice(off, len) };
+        let end = memchr::memrchr(delim, chunk)? + 1;
+        let view = View::segment(seg.clone(), off, end);
+        cur.pos += end as u64;
+        cur.moved(&self.shared);
+        drop(cur);
+        self.shared.after_read();
+        Some(LineRun { view, start: pos })
+    }
+
+    /// Returns the unused tail of a [`take_lines`](Self::take_lines) run: if the read position
+    /// is still where the run ended (nobody read since), moves it back to `run.start() + used`,
+    /// as if only the first `used` bytes of the run had been read, and returns true. False if
+    /// the cursor has moved since (another thread read or seeked): then nothing changes, and the
+    /// caller still holds the rest of the run.
+    pub fn give_back(&self, run: &LineRun, used: usize) -> bool {
+        let used = used.min(run.view.len());
+        if used == run.view.len() {
+            return true;
+        }
+        let cur = lock(&self.cursor);
+        if cur.pos != run.end() {
+            return false;
+        }
+        self.move_to(cur, run.start + used as u64);
+        true
+    }
+
     /// [`try_read_until`](Self::try_read_until) with `b'\n'`.
     ///
     /// ```
@@ -987,6 +1078,13 @@ impl Reader {
                 return Err(SeekError::BeforeWindow);
             }
         }
+        self.move_to(cur, target);
+        Ok(target)
+    }
+
+    /// Moves the locked cursor to `target` (within the written bytes and the retained window)
+    /// and tells whoever must know: a writer (rewinds), parked readers (bytes unread again).
+    fn move_to(&self, mut cur: MutexGuard<'_, Cursor>, target: u64) {
         let back = target < cur.pos;
         cur.pos = target;
         cur.scanned = target;
@@ -1004,7 +1102,6 @@ impl Reader {
             self.shared.wake_readers();
         }
         self.shared.after_read();
-        Ok(target)
     }
 
     /// Arms a one-shot callback for when a read would not block: unread data is there, the

@@ -1,7 +1,8 @@
 #![cfg(not(bodypipe_loom))]
 //! Model-based property tests: random sequences of writes (`write`, `write_slices`), reads
 //! (`try_read`, `try_read_full`, `try_read_views`, `read_blocking` and `read_until` with a
-//! deadline already passed, `try_read_until` with random delimiters and limits), skips, seeks
+//! deadline already passed, `try_read_until` with random delimiters and limits, `take_lines` runs
+//! partly given back), skips, seeks
 //! (Start/Current/End), finds (random needles and pieces of the data, so many straddle segment
 //! boundaries), views, closes (short of a declared length, which is an abort, and complete: an
 //! operation fills the body up to its length) and aborts, against a plain `Vec<u8>` with a
@@ -67,6 +68,12 @@ enum Op {
         min: usize,
         max: usize,
     },
+    /// `take_lines`, then `give_back` of all but the first `used % (len + 1)` bytes of the run.
+    TakeLines {
+        delim: u8,
+        max: usize,
+        used: usize,
+    },
     Abort,
 }
 
@@ -105,6 +112,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0usize..30).prop_map(Op::TryReadFull),
         3 => (0usize..30, 0usize..30).prop_map(|(min, max)| Op::TryReadViews { min, max }),
         1 => Just(Op::Abort),
+        3 => (prop::sample::select(ALPHABET), 0usize..40, any::<usize>())
+            .prop_map(|(delim, max, used)| Op::TakeLines { delim, max, used }),
     ]
 }
 
@@ -281,6 +290,25 @@ fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
                             prop_assert_eq!(out.as_slice(), b"prefix");
                         }
                     }
+                }
+            }
+            Op::TakeLines { delim, max, used } => {
+                let before = r.position();
+                match r.take_lines(delim, max) {
+                    Some(run) => {
+                        let len = run.len();
+                        prop_assert_eq!(run.start(), m.pos as u64);
+                        prop_assert!(len >= 1 && len <= max, "run of {} bytes for max {}", len, max);
+                        prop_assert_eq!(&run[..], &m.unread()[..len]);
+                        prop_assert_eq!(run.last(), Some(&delim));
+                        prop_assert_eq!(r.position(), run.end());
+                        let used = used % (len + 1);
+                        prop_assert!(r.give_back(&run, used), "nobody else moved the cursor");
+                        m.furthest = m.furthest.max(m.pos + len);
+                        m.advance(used);
+                    }
+                    // No complete line in reach, or the segment ends first.
+                    None => prop_assert_eq!(r.position(), before, "no run consumes nothing"),
                 }
             }
             Op::Skip(n) => {

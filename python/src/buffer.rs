@@ -6,6 +6,7 @@ use crate::bytes::{join_bytes, DETACH_COPY};
 use crate::errors::{self, read_error, seek_error, size_arg, unsupported};
 use crate::export::{export_view, SegmentView};
 use crate::gather::PyGather;
+use crate::readahead;
 use ::bodypipe::{ReadError, Reader};
 use pyo3::exceptions::{PyMemoryError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -32,12 +33,20 @@ pub struct PyBuffer {
     /// `_test_create` keeps the writer here, so the body neither grows nor aborts while the
     /// object lives (dropping a core `Writer` would abort the body).
     _keep_writer: Mutex<Option<::bodypipe::Writer>>,
+    /// This object has taken a run of lines ahead (`readahead.rs`), so its drop must see that
+    /// the run does not outlive it.
+    pub(crate) took_run: AtomicBool,
 }
 
 impl PyBuffer {
     /// Wraps a shared core reader (see [`crate::wrap_reader`]).
     pub fn from_reader(reader: Arc<Reader>) -> Self {
-        Self { reader, at_end: AtomicBool::new(false), _keep_writer: Mutex::new(None) }
+        Self {
+            reader,
+            at_end: AtomicBool::new(false),
+            _keep_writer: Mutex::new(None),
+            took_run: AtomicBool::new(false),
+        }
     }
 
     /// Positioned at the end by `seek(0, SEEK_END)`: every read sees EOF (see `at_end`).
@@ -66,6 +75,19 @@ impl PyBuffer {
     /// The shared core reader behind this object.
     pub fn reader(&self) -> &Arc<Reader> {
         &self.reader
+    }
+}
+
+impl Drop for PyBuffer {
+    fn drop(&mut self) {
+        // A run holds the reader, which must not outlive the wrappers (its drop tells the writer
+        // nobody reads any more): the wrapper that took one gives it back (another wrapper's
+        // later run is that one's to give back). Only then is the GIL needed here.
+        // ORDERING: Relaxed: set and read with the GIL held (`take_run`, and the deallocation of
+        // a Python object); it publishes nothing.
+        if self.took_run.load(Ordering::Relaxed) {
+            let _ = Python::try_attach(|py| readahead::release(py, &self.reader));
+        }
     }
 }
 
@@ -125,6 +147,7 @@ impl PyBuffer {
     /// comes first; `0`: `b''` at once.
     #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(PyBytes::new(py, b""));
         }
@@ -137,6 +160,7 @@ impl PyBuffer {
 
     /// Everything up to EOF.
     fn readall<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(PyBytes::new(py, b""));
         }
@@ -146,6 +170,7 @@ impl PyBuffer {
     /// Up to `size` bytes, returning as soon as at least one is there (`b''` only at EOF).
     #[pyo3(signature = (size=None))]
     fn read1<'py>(&self, py: Python<'py>, size: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(PyBytes::new(py, b""));
         }
@@ -156,6 +181,7 @@ impl PyBuffer {
     /// Up to `size` of the bytes there now; never blocks (`b''` when none).
     #[pyo3(signature = (size=None))]
     fn read_nonblock<'py>(&self, py: Python<'py>, size: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(PyBytes::new(py, b""));
         }
@@ -165,6 +191,7 @@ impl PyBuffer {
 
     /// Reads into a writable bytes-like object; at least one byte unless at EOF (0).
     fn readinto(&self, py: Python<'_>, b: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(0);
         }
@@ -173,6 +200,7 @@ impl PyBuffer {
 
     /// Same as `readinto` (which already returns after one underlying read).
     fn readinto1(&self, py: Python<'_>, b: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(0);
         }
@@ -199,7 +227,7 @@ impl PyBuffer {
         let mut lines: Vec<Bound<'py, PyBytes>> = Vec::new();
         let mut total = 0usize;
         loop {
-            let line = match self.readline_impl(py, None) {
+            let line = match self.iter_line(py) {
                 Ok(line) => line,
                 // The lines read so far are consumed: like `read()`, a failed call hands them
                 // back on `partial` (before any part of the line it was reading) instead of
@@ -236,7 +264,11 @@ impl PyBuffer {
         if self.past_end() {
             return Ok(None);
         }
-        let line = self.readline_impl(py, None)?;
+        // A line from a run is never empty: skip the emptiness check (two C calls under abi3).
+        if let Some(line) = self.line_from_run(py, None) {
+            return Ok(Some(line));
+        }
+        let line = self.iter_line(py)?;
         Ok((!line.as_bytes().is_empty()).then_some(line))
     }
 
@@ -244,6 +276,7 @@ impl PyBuffer {
     /// `size <= 0` returns everything there now (as `io.BufferedReader.peek`).
     #[pyo3(signature = (size=0))]
     fn peek<'py>(&self, py: Python<'py>, size: isize) -> PyResult<Bound<'py, PyBytes>> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(PyBytes::new(py, b""));
         }
@@ -315,6 +348,7 @@ impl PyBuffer {
     /// read would wait. Raises `BodyAborted` once the data before an abort is read.
     #[pyo3(signature = (size))]
     fn _try_read1<'py>(&self, py: Python<'py>, size: Option<usize>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(Some(PyBytes::new(py, b"")));
         }
@@ -332,6 +366,7 @@ impl PyBuffer {
     /// the end of the stream; `b''` at EOF); `None` otherwise, consuming nothing. Raises
     /// `BodyAborted` once the data before an abort is read.
     fn _try_read_exact<'py>(&self, py: Python<'py>, size: usize) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(Some(PyBytes::new(py, b"")));
         }
@@ -345,6 +380,7 @@ impl PyBuffer {
     /// True if bytes were added, False at EOF, None when a read would wait. After an abort,
     /// `BodyAborted` with everything gathered as `partial` (`g` is then empty).
     fn _try_gather(&self, py: Python<'_>, g: &Bound<'_, PyGather>) -> PyResult<Option<bool>> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(Some(false));
         }
@@ -403,8 +439,10 @@ impl PyBuffer {
 
     /// Async support: wake wait `wid` of `notifier` once `min` bytes are unread or the stream
     /// has ended (at once if so already); returns the handle `_disarm` takes.
-    fn _arm(&self, notifier: &Bound<'_, Notifier>, wid: u64, min: usize) -> Armed {
-        aio::arm(&self.reader, notifier.get(), wid, min)
+    fn _arm(&self, py: Python<'_>, notifier: &Bound<'_, Notifier>, wid: u64, min: usize) -> PyResult<Armed> {
+        // The threshold counts from the core's read position, which must be this object's.
+        self.settle(py)?;
+        Ok(aio::arm(&self.reader, notifier.get(), wid, min))
     }
 
     /// Async support: forget a wait armed by `_arm` (a no-op once it has fired).
@@ -435,17 +473,19 @@ impl PyBuffer {
     }
 
     /// Bytes that can be read now without blocking.
-    fn readable_amount(&self) -> usize {
+    fn readable_amount(&self, py: Python<'_>) -> usize {
         if self.past_end() {
             return 0;
         }
-        self.reader.buffered()
+        // The run's unserved lines are unread (and count as such) without being given back.
+        self.reader.buffered() + readahead::unserved(py, &self.reader) as usize
     }
 
     /// True once the body has ended cleanly (EOF, or `close()`) and every byte has been read;
     /// after an abort, `BodyAborted` once every byte before it has been read (so a polling loop
     /// `while not buf.at_eof(): ...` never ends early with a truncated body).
     fn at_eof(&self, py: Python<'_>) -> PyResult<bool> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(true);
         }
@@ -463,6 +503,7 @@ impl PyBuffer {
     /// known length it raises `io.UnsupportedOperation`, which clients take as "stream it".
     #[pyo3(signature = (offset, whence=0))]
     fn seek(&self, py: Python<'_>, offset: i64, whence: i64) -> PyResult<u64> {
+        self.settle(py)?;
         let from_end = |end: u64| -> PyResult<SeekFrom> {
             let to = i128::from(end) + i128::from(offset);
             u64::try_from(to)
@@ -504,7 +545,9 @@ impl PyBuffer {
         if self.past_end() {
             return self.end_position(py);
         }
-        Ok(self.reader.position())
+        // Where the lines served so far end, without giving the run back (`for line in buf:
+        // buf.tell()` stays one cursor hold per run).
+        Ok(self.reader.position().saturating_sub(readahead::unserved(py, &self.reader)))
     }
 
     /// Offset of `sub` (bytes-like or an int byte) in the unread bytes present now, searched in
@@ -512,6 +555,7 @@ impl PyBuffer {
     /// -1 if absent. Never blocks.
     #[pyo3(signature = (sub, start=None, end=None))]
     fn find(&self, py: Python<'_>, sub: &Bound<'_, PyAny>, start: Option<isize>, end: Option<isize>) -> PyResult<i64> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(-1);
         }
@@ -529,13 +573,17 @@ impl PyBuffer {
         let start = resolve_bound(start, avail);
         let end = end.map(|e| resolve_bound(e, avail));
         let r = &*self.reader;
-        let found =
-            if avail > DETACH_COPY { py.detach(|| r.find(&needle, start, end)) } else { r.find(&needle, start, end) };
+        let found = if avail > DETACH_COPY {
+            self.detached(py, || r.find(&needle, start, end))?
+        } else {
+            r.find(&needle, start, end)
+        };
         Ok(found.map_or(-1, |i| i64::try_from(i).unwrap_or(i64::MAX)))
     }
 
     /// One zero-copy memoryview per segment of the unread bytes present now.
     fn views<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.settle(py)?;
         if self.past_end() {
             return Ok(PyList::empty(py));
         }
@@ -657,8 +705,9 @@ impl PyBuffer {
         self.reader.close();
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         let r = &*self.reader;
+        let ahead = readahead::unserved(py, &self.reader);
         let cl = r.content_length().map_or_else(|| "None".to_owned(), |c| c.to_string());
         let state = if let Some(reason) = r.abort_reason() {
             format!("aborted({reason:?})")
@@ -669,8 +718,8 @@ impl PyBuffer {
         };
         format!(
             "<bodypipe.PyBuffer pos={} available={} written={} content_length={} {}{}>",
-            r.position(),
-            r.buffered(),
+            r.position().saturating_sub(ahead),
+            r.buffered() as u64 + ahead,
             r.written(),
             cl,
             state,
@@ -681,13 +730,14 @@ impl PyBuffer {
     unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        this.settle(py)?;
         let r = &*this.reader;
         // A coalescing copy of many megabytes is done with the GIL released; at the end (after
         // `seek(0, SEEK_END)`) there is nothing unread to view.
         let v = if this.past_end() {
             Ok(::bodypipe::View::default())
         } else if r.buffered() > DETACH_COPY {
-            py.detach(|| r.view())
+            this.detached(py, || r.view())?
         } else {
             r.view()
         }

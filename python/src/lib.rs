@@ -39,6 +39,7 @@ mod gather;
 mod lines;
 pub mod options;
 mod read;
+mod readahead;
 pub mod slot;
 mod wait;
 mod writer;
@@ -58,6 +59,12 @@ use std::sync::Arc;
 ///
 /// The caller keeps any other clones of the `Arc` (e.g. to `close()` it when the client hangs up);
 /// the Python object reads through the same cursor.
+///
+/// Line iteration in Python takes runs of lines (up to 4 KiB) ahead of the cursor and gives back
+/// what it did not serve before any other Python call reads (see `readahead.rs`): while a run is
+/// out, Rust sees the cursor past it. Rust code that consumes from the same cursor meanwhile makes
+/// the run impossible to give back, and the Python calls that would need that raise
+/// `RuntimeError` (nothing is lost or repeated); counters, `close` and waits are unaffected.
 ///
 /// The first call imports the `bodypipe` module if nothing has yet, so a `PyBuffer` handed to
 /// code that never imports it is still an `io.RawIOBase` (the registration runs at import).

@@ -54,7 +54,8 @@ impl PyBuffer {
         let r = &*self.reader;
         // First find its length (an `Err` from the callback consumes nothing), so the result can
         // be allocated before the line is read and it is copied straight into it.
-        let probe = py.detach(|| r.try_read_until_with(b'\n', limit, |line| Err::<(), _>(LongLine(line.len()))));
+        let probe =
+            self.detached(py, || r.try_read_until_with(b'\n', limit, |line| Err::<(), _>(LongLine(line.len()))))?;
         let len = match long_line_or(py, probe)? {
             Ok(None) => return Ok(Ok(None)),
             Ok(Some(())) => return Ok(Err(LongLine(0))), // not produced by that callback
@@ -62,7 +63,7 @@ impl PyBuffer {
             Err(short) => return Ok(Err(short)),
         };
         let (obj, region) = uninit_bytes(py, len)?;
-        let res = py.detach(move || {
+        let res = self.detached(py, move || {
             r.try_read_until_with(b'\n', limit, |line| {
                 if line.len() != len {
                     // Left unread (an `Err` consumes nothing).
@@ -74,7 +75,7 @@ impl PyBuffer {
                 unsafe { region.copy_parts(&[line]) };
                 Ok(())
             })
-        });
+        })?;
         match long_line_or(py, res)? {
             // SAFETY: created by PyBytes_FromStringAndSize; all `len` bytes were just written.
             Ok(Some(())) => Ok(Ok(Some(unsafe { obj.cast_into_unchecked::<PyBytes>() }))),
@@ -88,6 +89,9 @@ impl PyBuffer {
     /// abort, a last line without its newline is no line: `BodyAborted`, with its bytes (now
     /// consumed) as `partial`.
     pub(crate) fn try_line<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        if let Some(line) = self.line_from_run(py, limit) {
+            return Ok(Some(line));
+        }
         match self.try_line_inner(py, limit) {
             Err(e) if e.is_instance_of::<BodyAborted>(py) => Err(self.with_rest(py, e)),
             other => other,
@@ -121,6 +125,27 @@ impl PyBuffer {
         }
     }
 
+    /// The next line for iteration (`__next__`, `readlines`): from this reader's run of lines
+    /// taken ahead, taking a new run when there is none (see `readahead.rs`); else as
+    /// `readline()`.
+    pub(crate) fn iter_line<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        if let Some(line) = self.line_from_run(py, None) {
+            return Ok(line);
+        }
+        self.iter_line_slow(py)
+    }
+
+    /// `iter_line` without a run: take one, else read as `readline()` does.
+    #[cold]
+    fn iter_line_slow<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        if self.take_run(py) {
+            if let Some(line) = self.line_from_run(py, None) {
+                return Ok(line);
+            }
+        }
+        self.readline_impl(py, None)
+    }
+
     /// One line (up to `limit` bytes); `b''` at EOF.
     pub(crate) fn readline_impl<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
         if limit == Some(0) {
@@ -136,10 +161,12 @@ impl PyBuffer {
         // a line longer than the high-water mark is consumed as it arrives (it could never
         // complete in place), and what was taken is then handed back as `partial`.
         let deadline = self.op_deadline();
-        let waited = in_slices(py, deadline, |end| match r.read_line_deadline(&mut out, limit, Some(end)) {
-            Err(ReadError::TimedOut) => None,
-            other => Some(other),
-        });
+        let waited = self.around_detached(py, |py| {
+            Ok(in_slices(py, deadline, |end| match r.read_line_deadline(&mut out, limit, Some(end)) {
+                Err(ReadError::TimedOut) => None,
+                other => Some(other),
+            }))
+        })?;
         match waited {
             Err(e) => Err(with_partial(py, e, &out)),
             Ok(None) => Err(timeout(py, &out)),

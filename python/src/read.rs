@@ -12,6 +12,12 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::time::Instant;
 
+/// Reads up to this size are copied out under the cursor lock into a zero-filled `bytes` (the
+/// views' bookkeeping costs more than zeroing that much); larger ones go through views into an
+/// uninitialised one, since zero-filling 64 KiB costs about half the copy itself (measured: the
+/// `read(65536)` rows of `make bench`).
+const ZERO_FILL_MAX: usize = 4096;
+
 impl PyBuffer {
     pub(crate) fn op_deadline(&self) -> Option<Instant> {
         deadline(self.reader.read_timeout())
@@ -25,9 +31,12 @@ impl PyBuffer {
         if avail >= min || r.is_ended() || r.is_closed() {
             return Ok(avail);
         }
-        let got = in_slices(py, deadline, |end| match r.wait(min, Some(end)) {
-            Ok(Ready::Data(n)) | Ok(Ready::Ended(n)) => Some(n),
-            Err(_) => None,
+        // Counted as a use of the cursor: the read that follows starts where the wait began.
+        let got = self.around_detached(py, |py| {
+            in_slices(py, deadline, |end| match r.wait(min, Some(end)) {
+                Ok(Ready::Data(n)) | Ok(Ready::Ended(n)) => Some(n),
+                Err(_) => None,
+            })
         })?;
         got.ok_or_else(|| timeout(py, b""))
     }
@@ -37,9 +46,10 @@ impl PyBuffer {
     /// EOF; `BodyAborted` once an aborted body is drained; `None` (nothing consumed) while the
     /// bytes are not there, or another reader thread took them first.
     ///
-    /// Up to `DETACH_COPY` the copy is made under the cursor lock with the GIL held (cheaper than
-    /// releasing it); beyond that the core reserves the range under the lock and hands it over
-    /// as views, copied with the GIL released while other threads read on.
+    /// Up to `ZERO_FILL_MAX` the copy is made under the cursor lock into a zero-filled `bytes`;
+    /// beyond that the core reserves the range under the lock and hands it over as views, copied
+    /// once into the uninitialised result (with the GIL released beyond `DETACH_COPY`, while
+    /// other threads read on).
     pub(crate) fn take_bytes<'py>(
         &self,
         py: Python<'py>,
@@ -49,8 +59,9 @@ impl PyBuffer {
         let r = &*self.reader;
         let size = r.buffered().min(max);
         let ended = || r.is_ended() || r.is_closed();
-        if size == 0 || size > DETACH_COPY {
-            // (Also for nothing there: the core tells EOF, abort and "not yet" apart.)
+        if size == 0 || size > ZERO_FILL_MAX {
+            // (Also for nothing there: the core tells EOF, abort and "not yet" apart.) The views
+            // are copied straight into the new `bytes`, GIL-released beyond `DETACH_COPY`.
             let min = if whole { max } else { 1 };
             return match r.try_read_views(min, max) {
                 Ok(views) => bytes_from_views(py, &views).map(Some),

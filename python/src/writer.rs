@@ -4,6 +4,7 @@ use crate::aio::{self, aio, Armed, Notifier};
 use crate::arg::ArgBuffer;
 use crate::bytes::DETACH_COPY;
 use crate::errors::{incomplete_body, write_error};
+use crate::readahead;
 use crate::slot::WriterSlot;
 use crate::wait::in_slices;
 use ::bodypipe::{WaitWritableError, WriteError};
@@ -221,7 +222,11 @@ impl Writer {
     /// Bytes written but not yet read (0 once closed).
     #[getter]
     fn buffered(&self, py: Python<'_>) -> u64 {
-        self.with(py, false, |s| s.as_ref().map_or(0, |w| w.buffered()))
+        match self.with(py, false, |s| s.as_ref().map(|w| w.buffered())) {
+            // Lines that iteration took ahead are consumed for the core but unread for Python.
+            Some(n) => n + self.reader.upgrade().map_or(0, |r| readahead::unserved(py, &r)),
+            None => 0,
+        }
     }
 
     /// True once the reader side has closed: further writes raise `BrokenPipeError`. Still

@@ -1,0 +1,250 @@
+//! Line read-ahead: iteration takes a run of complete lines in one hold of the core cursor
+//! (`Reader::take_lines`) and hands them out one per `__next__` without touching the cursor again
+//! (no lock, no atomic read-modify-write per line: the cursor lock was the largest cost of a short
+//! line after the `bytes` itself).
+//!
+//! Everything else must still see the body as if the lines had been read one by one, so:
+//! - the run belongs to the core reader, not to one `PyBuffer`: it lives in one table for the
+//!   process, keyed by the reader, because several `PyBuffer`s may wrap one reader (the NIF wraps
+//!   it anew each time a `py_buffer` is passed to Python), and any of them serves its lines;
+//! - every method that touches the cursor other than the line reads first [`settle`]s: gives the
+//!   unserved rest of its reader's run back to the core (`Reader::give_back`, a seek back);
+//! - no run is taken while a method of any wrapper of that reader uses the cursor with the GIL
+//!   released ([`PyBuffer::detached`]): such a call started from the position before the run.
+//!
+//! The table is guarded by the GIL: every access holds a `Python` token and calls nothing that
+//! could run Python code. Free-threaded builds (no GIL) take no runs at all.
+//!
+//! Rust code holding another clone of the reader (see [`crate::wrap_reader`]) sees the cursor
+//! past a run while one is out; if it consumes from the cursor meanwhile, the run can no longer
+//! be given back, and the methods that need that raise `RuntimeError` rather than lose or repeat
+//! bytes (the lines of the run are still served by the line reads).
+
+use crate::buffer::PyBuffer;
+use ::bodypipe::{LineRun, Reader};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::sync::Arc;
+
+/// The most bytes of lines one run takes: large enough that the cursor lock and the run's own
+/// costs vanish per line, small enough that a run given back after a few lines wasted little.
+const RUN_MAX: usize = 4096;
+
+/// A run of lines taken from `reader`, of which the first `used` bytes have been served.
+struct Run {
+    reader: Arc<Reader>,
+    run: LineRun,
+    used: usize,
+}
+
+#[derive(Default)]
+struct Table {
+    runs: Vec<Run>,
+    /// Readers (by address) with calls using the cursor with the GIL released, and how many.
+    detached: Vec<(usize, usize)>,
+}
+
+impl Table {
+    fn run_of(&mut self, reader: &Arc<Reader>) -> Option<usize> {
+        self.runs.iter().position(|r| Arc::ptr_eq(&r.reader, reader))
+    }
+
+    fn is_detached(&self, reader: &Arc<Reader>) -> bool {
+        let key = Arc::as_ptr(reader) as usize;
+        self.detached.iter().any(|&(k, n)| k == key && n > 0)
+    }
+}
+
+#[cfg(not(Py_GIL_DISABLED))]
+mod guard {
+    use super::Table;
+    use pyo3::Python;
+    use std::cell::RefCell;
+
+    /// The table, shared by every thread but only ever touched with the GIL held.
+    struct GilGuarded(RefCell<Table>);
+
+    // SAFETY: the cell is reached only through `with_table`, which requires a `Python` token, so
+    // only the one thread holding the GIL touches it, and the closures it runs never release the
+    // GIL or run Python code (which could let another thread in); `RefCell` catches re-entry.
+    unsafe impl Sync for GilGuarded {}
+
+    static TABLE: GilGuarded = GilGuarded(RefCell::new(Table { runs: Vec::new(), detached: Vec::new() }));
+
+    /// Runs `f` on the table; `None` only on re-entry (which nothing in this module does).
+    #[inline]
+    pub(super) fn with_table<R>(_py: Python<'_>, f: impl FnOnce(&mut Table) -> R) -> Option<R> {
+        let mut t = TABLE.0.try_borrow_mut().ok()?;
+        Some(f(&mut t))
+    }
+
+    /// Runs may be taken.
+    pub(super) const ENABLED: bool = true;
+}
+
+#[cfg(Py_GIL_DISABLED)]
+mod guard {
+    use super::Table;
+    use pyo3::Python;
+
+    /// Without a GIL the table would need a lock per line, which is the cost runs avoid: no run
+    /// is ever taken, so the table stays empty and every line read goes to the core.
+    pub(super) fn with_table<R>(_py: Python<'_>, _f: impl FnOnce(&mut Table) -> R) -> Option<R> {
+        None
+    }
+
+    pub(super) const ENABLED: bool = false;
+}
+
+use guard::{with_table, ENABLED};
+
+/// The length of the line at the start of `rest` (a run's unserved part, which ends in `\n`),
+/// at most `limit` bytes.
+#[inline]
+fn line_len(rest: &[u8], limit: Option<usize>) -> usize {
+    let reach = limit.map_or(rest.len(), |l| l.min(rest.len()));
+    // glibc's memchr, not the `memchr` crate's: for a line of tens of bytes its setup is what
+    // costs, and glibc's is the cheaper (measured: about 3 ns a line less).
+    // SAFETY: `rest[..reach]` is valid for `reach` bytes; memchr reads no further.
+    let at = unsafe { libc::memchr(rest.as_ptr().cast(), i32::from(b'\n'), reach) };
+    if at.is_null() {
+        reach
+    } else {
+        // Inside `rest[..reach]`, as memchr returns a pointer into what it searched.
+        at as usize - rest.as_ptr() as usize + 1
+    }
+}
+
+/// The bytes of `reader`'s run not served yet (counted as read by the core, not by Python).
+pub(crate) fn unserved(py: Python<'_>, reader: &Arc<Reader>) -> u64 {
+    if !ENABLED {
+        return 0;
+    }
+    with_table(py, |t| t.run_of(reader).map_or(0, |i| (t.runs[i].run.len() - t.runs[i].used) as u64)).unwrap_or(0)
+}
+
+/// Gives the unserved rest of `reader`'s run, if it has one, back to the core, so the cursor is
+/// where the lines read so far end.
+pub(crate) fn settle(py: Python<'_>, reader: &Arc<Reader>) -> PyResult<()> {
+    if !ENABLED {
+        return Ok(());
+    }
+    let given = with_table(py, |t| {
+        let Some(i) = t.run_of(reader) else { return true };
+        let r = &t.runs[i];
+        if !r.reader.give_back(&r.run, r.used) {
+            return false;
+        }
+        t.runs.swap_remove(i);
+        true
+    });
+    match given {
+        Some(true) => Ok(()),
+        _ => Err(PyRuntimeError::new_err(
+            "bodypipe: lines read ahead by iteration cannot be given back: the reader's cursor was moved \
+             by a reader outside Python meanwhile (read the remaining lines first)",
+        )),
+    }
+}
+
+/// `settle` for a wrapper that goes away: if the run cannot be given back, it is dropped all
+/// the same, so it does not keep the reader alive (its lines were consumed by the core already).
+pub(crate) fn release(py: Python<'_>, reader: &Arc<Reader>) {
+    if !ENABLED || settle(py, reader).is_ok() {
+        return;
+    }
+    with_table(py, |t| {
+        if let Some(i) = t.run_of(reader) {
+            t.runs.swap_remove(i);
+        }
+    });
+}
+
+impl PyBuffer {
+    /// The next line (at most `limit` bytes) from this reader's run, if it has one.
+    #[inline]
+    pub(crate) fn line_from_run<'py>(&self, py: Python<'py>, limit: Option<usize>) -> Option<Bound<'py, PyBytes>> {
+        if !ENABLED {
+            return None;
+        }
+        with_table(py, |t| {
+            let i = t.run_of(&self.reader)?;
+            let r = &mut t.runs[i];
+            let rest = &r.run[r.used..];
+            let n = line_len(rest, limit);
+            // No Python code runs in here: `bytes` are not tracked by the garbage collector.
+            let line = PyBytes::new(py, &rest[..n]);
+            r.used += n;
+            if r.used == r.run.len() {
+                // All served: the core cursor is already past it.
+                t.runs.swap_remove(i);
+            }
+            Some(line)
+        })
+        .flatten()
+    }
+
+    /// Takes a run of lines for this reader if none is out and no call is using its cursor with
+    /// the GIL released; true if one was taken.
+    pub(crate) fn take_run(&self, py: Python<'_>) -> bool {
+        if !ENABLED {
+            return false;
+        }
+        with_table(py, |t| {
+            if t.is_detached(&self.reader) || t.run_of(&self.reader).is_some() {
+                return false;
+            }
+            match self.reader.take_lines(b'\n', RUN_MAX) {
+                Some(run) => {
+                    t.runs.push(Run { reader: self.reader.clone(), run, used: 0 });
+                    // ORDERING: Relaxed: read by this object's drop (see `PyBuffer::took_run`).
+                    self.took_run.store(true, std::sync::atomic::Ordering::Relaxed);
+                    true
+                }
+                None => false,
+            }
+        })
+        .unwrap_or(false)
+    }
+
+    /// Runs `f` (which uses the cursor) with the GIL released, after settling this reader's run,
+    /// and with no new run taken on it until `f` is done.
+    pub(crate) fn detached<T: Send>(&self, py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+        self.around_detached(py, |py| Ok(py.detach(f)))
+    }
+
+    /// `body` (which releases the GIL around uses of the cursor, perhaps several times) with this
+    /// reader's run settled first and no new run taken on it until `body` returns.
+    pub(crate) fn around_detached<T>(
+        &self,
+        py: Python<'_>,
+        body: impl FnOnce(Python<'_>) -> PyResult<T>,
+    ) -> PyResult<T> {
+        settle(py, &self.reader)?;
+        if !ENABLED {
+            return body(py);
+        }
+        let key = Arc::as_ptr(&self.reader) as usize;
+        with_table(py, |t| match t.detached.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => t.detached.push((key, 1)),
+        });
+        let out = body(py);
+        with_table(py, |t| {
+            if let Some(i) = t.detached.iter().position(|(k, _)| *k == key) {
+                t.detached[i].1 -= 1;
+                if t.detached[i].1 == 0 {
+                    t.detached.swap_remove(i);
+                }
+            }
+        });
+        out
+    }
+
+    /// Settles this object's reader before a call that uses the cursor (see the module docs).
+    #[inline]
+    pub(crate) fn settle(&self, py: Python<'_>) -> PyResult<()> {
+        settle(py, &self.reader)
+    }
+}
