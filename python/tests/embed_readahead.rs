@@ -10,6 +10,15 @@ use std::sync::Arc;
 
 mod common;
 
+/// A finished body of `n` lines `line 0\n`, `line 1\n`, ..., as a shared core reader.
+fn finished_lines(n: usize) -> Arc<bodypipe::Reader> {
+    let (mut w, r) = bodypipe::pipe();
+    let data: Vec<u8> = (0..n).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+    w.write(&data).expect("write");
+    w.close().expect("close");
+    Arc::new(r)
+}
+
 /// Line iteration through one wrapper takes a run of lines ahead of the core cursor: the other
 /// wrappers of the reader serve the same run in order, give it back before any other read, and
 /// the core (as Rust sees it once the wrapper is gone) is where the lines read so far end.
@@ -17,11 +26,7 @@ mod common;
 fn a_run_of_lines_taken_through_one_wrapper_is_seen_by_the_others() {
     common::start_embedded();
 
-    let (mut w, r) = bodypipe::pipe();
-    let data: Vec<u8> = (0..100).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
-    w.write(&data).expect("write");
-    w.close().expect("close");
-    let reader = Arc::new(r);
+    let reader = finished_lines(100);
     Python::attach(|py| -> PyResult<()> {
         let ns = PyDict::new(py);
         ns.set_item("a", bodypipe_python::wrap_reader(py, Arc::clone(&reader))?)?;
@@ -53,12 +58,8 @@ del a, b
 /// run's lines are still served, in order, by the line reads. (Called from the test above: one
 /// interpreter per process.)
 fn a_run_overtaken_by_a_rust_read_is_not_lost() {
-    let (mut w, r) = bodypipe::pipe();
     // More than one run: the cursor stops at the run's end, with lines after it.
-    let data: Vec<u8> = (0..2000).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
-    w.write(&data).expect("write");
-    w.close().expect("close");
-    let reader = Arc::new(r);
+    let reader = finished_lines(2000);
     Python::attach(|py| -> PyResult<()> {
         let ns = PyDict::new(py);
         ns.set_item("a", bodypipe_python::wrap_reader(py, Arc::clone(&reader))?)?;

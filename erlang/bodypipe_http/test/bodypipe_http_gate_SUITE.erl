@@ -51,33 +51,29 @@ call_wakes_the_waiter(_Config) ->
            end, 500).
 
 busy_already(_Config) ->
-    G = ?G:new(?WAITER),
-    true = register(?WAITER, self()),
-    try
-        call_started = ?G:await_call(G, fun() -> true end, infinity)
-    after
-        unregister(?WAITER)
-    end.
+    as_waiter(fun(G) -> call_started = ?G:await_call(G, fun() -> true end, infinity) end).
 
 no_call_times_out(_Config) ->
-    G = ?G:new(?WAITER),
-    true = register(?WAITER, self()),
-    try
-        timeout = ?G:await_call(G, fun() -> false end, 20),
-        %% Nobody awaits now: a call sends nothing, so the next wait is not
-        %% ended by a stale notice either.
-        ok = ?G:call_started(G),
-        timeout = ?G:await_call(G, fun() -> false end, 20)
-    after
-        unregister(?WAITER)
-    end.
+    as_waiter(fun(G) ->
+                      timeout = ?G:await_call(G, fun() -> false end, 20),
+                      %% Nobody awaits now: a call sends nothing, so the next
+                      %% wait is not ended by a stale notice either.
+                      ok = ?G:call_started(G),
+                      timeout = ?G:await_call(G, fun() -> false end, 20)
+              end).
 
 no_notice_unless_awaited(_Config) ->
+    as_waiter(fun(G) ->
+                      [ok = ?G:call_started(G) || _ <- lists:seq(1, 100)],
+                      {messages, []} = process_info(self(), messages)
+              end).
+
+%% Runs Test(Gate) in this process, registered as the gate's waiter.
+as_waiter(Test) ->
     G = ?G:new(?WAITER),
     true = register(?WAITER, self()),
     try
-        [ok = ?G:call_started(G) || _ <- lists:seq(1, 100)],
-        {messages, []} = process_info(self(), messages)
+        Test(G)
     after
         unregister(?WAITER)
     end.
