@@ -90,7 +90,7 @@ WHEEL_TARGET_DIR ?= target/wheel
 wheel:
 	rm -f dist/bodypipe-*.whl
 	CARGO_TARGET_DIR=$(WHEEL_TARGET_DIR) CARGO_ZIGBUILD_PYTHON_PATH=$(abspath $(VENV_PY)) \
-	  $(VENV_PY) -m maturin build --release --strip --zig \
+	  $(VENV_PY) -m maturin build --profile dist --strip --zig \
 	  --compatibility manylinux2014 -m python/Cargo.toml -o dist
 
 test-python: wheel

@@ -36,6 +36,8 @@ pub struct PyBuffer {
     /// This object has taken a run of lines ahead (`readahead.rs`), so its drop must see that
     /// the run does not outlive it.
     pub(crate) took_run: AtomicBool,
+    /// Where this object last found its reader's run in the read-ahead table.
+    pub(crate) run_hint: readahead::Hint,
 }
 
 impl PyBuffer {
@@ -46,6 +48,7 @@ impl PyBuffer {
             at_end: AtomicBool::new(false),
             _keep_writer: Mutex::new(None),
             took_run: AtomicBool::new(false),
+            run_hint: readahead::Hint::new(0),
         }
     }
 
@@ -86,7 +89,7 @@ impl Drop for PyBuffer {
         // ORDERING: Relaxed: set and read with the GIL held (`take_run`, and the deallocation of
         // a Python object); it publishes nothing.
         if self.took_run.load(Ordering::Relaxed) {
-            let _ = Python::try_attach(|py| readahead::release(py, &self.reader));
+            let _ = Python::try_attach(|py| readahead::release(py, &self.reader, &self.run_hint));
         }
     }
 }
@@ -478,7 +481,7 @@ impl PyBuffer {
             return 0;
         }
         // The run's unserved lines are unread (and count as such) without being given back.
-        self.reader.buffered() + readahead::unserved(py, &self.reader) as usize
+        self.reader.buffered() + self.unserved(py) as usize
     }
 
     /// True once the body has ended cleanly (EOF, or `close()`) and every byte has been read;
@@ -547,7 +550,7 @@ impl PyBuffer {
         }
         // Where the lines served so far end, without giving the run back (`for line in buf:
         // buf.tell()` stays one cursor hold per run).
-        Ok(self.reader.position().saturating_sub(readahead::unserved(py, &self.reader)))
+        Ok(self.reader.position().saturating_sub(self.unserved(py)))
     }
 
     /// Offset of `sub` (bytes-like or an int byte) in the unread bytes present now, searched in
@@ -707,7 +710,7 @@ impl PyBuffer {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         let r = &*self.reader;
-        let ahead = readahead::unserved(py, &self.reader);
+        let ahead = self.unserved(py);
         let cl = r.content_length().map_or_else(|| "None".to_owned(), |c| c.to_string());
         let state = if let Some(reason) = r.abort_reason() {
             format!("aborted({reason:?})")

@@ -224,7 +224,7 @@ impl Writer {
     fn buffered(&self, py: Python<'_>) -> u64 {
         match self.with(py, false, |s| s.as_ref().map(|w| w.buffered())) {
             // Lines that iteration took ahead are consumed for the core but unread for Python.
-            Some(n) => n + self.reader.upgrade().map_or(0, |r| readahead::unserved(py, &r)),
+            Some(n) => n + self.reader.upgrade().map_or(0, |r| readahead::unserved(py, &r, None)),
             None => 0,
         }
     }

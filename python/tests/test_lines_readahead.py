@@ -139,6 +139,28 @@ def test_fed_by_a_writer_thread_against_bytesio(data, ops, cuts, ring):
         t.join()
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    datas=st.lists(bodies, min_size=2, max_size=5),
+    ops=st.lists(st.tuples(st.integers(0, 4), ops.map(lambda o: o[:3])), max_size=40),
+)
+def test_bodies_iterated_in_turn_against_bytesio(datas, ops):
+    # Several bodies with runs out at once: each buffer finds its own run in the table (by its
+    # remembered place, which other runs ending moves), never another body's.
+    pairs = []
+    for data in datas:
+        w, buf = bodypipe.pipe()
+        w.write(data)
+        w.close()
+        pairs.append((buf, io.BytesIO(data), data))
+    for which, some in ops:
+        buf, bio, data = pairs[which % len(pairs)]
+        for op, arg in some:
+            step(buf, bio, data, op, arg, live=False)
+    for buf, bio, _ in pairs:
+        finish(buf, bio)
+
+
 def test_the_writer_counts_lines_taken_ahead_as_unread():
     data = b"".join(b"%d\n" % i for i in range(200))
     w, buf = bodypipe.pipe()

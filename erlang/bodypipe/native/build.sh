@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds the rustler NIF crate and installs it as priv/bodypipe_nif.so.
 # Called by rebar3 (pre_hooks in rebar.config) with the app directory (erlang/bodypipe) as cwd.
-#   BODYPIPE_NIF_PROFILE=debug  build without optimisations (default: release)
+#   BODYPIPE_NIF_PROFILE=P      the cargo profile: debug (no optimisations), release, or the
+#                               default dist (release with fat LTO, as the wheel: Cargo.toml)
 #   PYO3_PYTHON=/path/python3   the Python to embed (default: python3 on PATH)
 #   CARGO_TARGET_DIR            honoured; default is the workspace's target/
 #   BODYPIPE_SKIP_NIF_BUILD=1   use the priv/bodypipe_nif.so already there (prebuilt)
@@ -15,7 +16,7 @@ set -eu
 APP_DIR=$(pwd)
 WORKSPACE=$(cd "$APP_DIR/../.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$WORKSPACE/target}
-PROFILE=${BODYPIPE_NIF_PROFILE:-release}
+PROFILE=${BODYPIPE_NIF_PROFILE:-dist}
 
 if [ "${1:-}" = "clean" ]; then
     rm -f "$APP_DIR/priv/bodypipe_nif.so"
@@ -53,12 +54,15 @@ if ! command -v cargo >/dev/null 2>&1; then
     fi
 fi
 
-if [ "$PROFILE" = "release" ]; then
-    cargo build --manifest-path "$APP_DIR/native/bodypipe_nif/Cargo.toml" --release
-else
+case "$PROFILE" in
+debug | dev)
     cargo build --manifest-path "$APP_DIR/native/bodypipe_nif/Cargo.toml"
     PROFILE=debug
-fi
+    ;;
+*)
+    cargo build --manifest-path "$APP_DIR/native/bodypipe_nif/Cargo.toml" --profile "$PROFILE"
+    ;;
+esac
 
 mkdir -p "$APP_DIR/priv"
 SRC="$TARGET_DIR/$PROFILE/libbodypipe_nif.so"
