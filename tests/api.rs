@@ -2615,24 +2615,54 @@ fn poll_writable_pending_woken_by_reads_and_by_reader_close() {
     assert!(!w.has_room());
 }
 
-/// Threshold wake-ups: a reader blocked in `wait(1000)` is not woken (no wake syscall at all)
-/// by the 999 writes below its threshold, and is woken by the write that meets it. The count
-/// below the threshold is 0 in every interleaving (a wake needs a write at or past the
-/// registered threshold), so this cannot flake; the pause only makes it likely that the reader
-/// is parked by then, so that the zero means something.
+/// Spins (yielding) until `cond` holds; panics after 30 s, which only a hang reaches.
+fn until(what: &str, cond: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < give_up, "never happened: {what}");
+        thread::yield_now();
+    }
+}
+
+/// Threshold wake-ups: a reader parked in `wait(1000)` is not woken (no wake syscall at all)
+/// by the 999 writes below its threshold, and is woken, once, by the write that meets it. The
+/// writes start once `Stats::reader_waiting` shows the reader registered (it has nothing to
+/// read, so it parks), so every count here is exact in every interleaving.
 #[test]
 fn writes_below_a_parked_readers_threshold_wake_nobody() {
     let (mut w, r) = bodypipe::pipe();
+    assert!(!r.stats().reader_waiting);
     thread::scope(|s| {
         let waiter = s.spawn(|| r.wait(1000, Some(Instant::now() + Duration::from_secs(30))));
-        thread::sleep(Duration::from_millis(20));
+        until("the reader parks", || r.stats().reader_waiting);
         for _ in 0..999 {
             w.write(b"x").unwrap();
         }
         assert_eq!(r.stats().reader_wakes, 0, "a write below the threshold woke the reader");
+        assert!(r.stats().reader_waiting, "still parked below its threshold");
         w.write(b"x").unwrap();
         assert_eq!(waiter.join().unwrap(), Ok(Ready::Data(1000)));
     });
-    assert!(r.stats().reader_wakes <= 1, "one wake for the one parked wait");
-    assert_eq!(r.stats().writer_wakes, 0, "unbounded: the writer never waits");
+    let s = r.stats();
+    assert_eq!(s.reader_wakes, 1, "one wake for the one parked wait");
+    assert!(!s.reader_waiting, "the wake took the registration");
+    assert_eq!((s.writer_wakes, s.writer_waiting), (0, false), "unbounded: the writer never waits");
+}
+
+/// Ring mode: a writer parked in `wait_writable` on a full window is woken, once, by the read
+/// that makes room, and not by reads that leave the window full.
+#[test]
+fn a_read_that_makes_room_wakes_the_parked_writer_once() {
+    let (mut w, r) = Builder::new().max_buffered(4).build().unwrap();
+    w.write(b"abcd").unwrap();
+    thread::scope(|s| {
+        let writer = s.spawn(|| w.wait_writable(Some(Duration::from_secs(30))));
+        until("the writer parks", || r.stats().writer_waiting);
+        assert_eq!(r.stats().writer_wakes, 0);
+        r.skip(4);
+        assert_eq!(writer.join().unwrap(), Ok(()));
+    });
+    let s = r.stats();
+    assert_eq!((s.writer_wakes, s.writer_waiting), (1, false));
+    assert_eq!((s.reader_wakes, s.reader_waiting), (0, false), "the reader never waited");
 }
