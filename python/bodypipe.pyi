@@ -170,8 +170,9 @@ class Stats:
         """Wake syscalls made for a writer parked for room (ring mode)."""
     @property
     def reader_waiting(self) -> bool:
-        """A blocking read is parked, or about to park, waiting for bytes (a read that found its bytes
-        just before parking may leave this True until the next write)."""
+        """A blocking read is parked, or about to park, waiting for bytes (a wait that ended without
+        being woken, by a timeout or by finding its bytes just before parking, leaves this True
+        until the next write)."""
     @property
     def writer_waiting(self) -> bool:
         """The writer is parked, or about to park, waiting for room (as ``reader_waiting``)."""

@@ -68,9 +68,9 @@ pub struct Stats {
     /// Wake syscalls made to wake a writer parked in `wait_writable` so far.
     pub writer_wakes: u64,
     /// A blocking read is registered to be woken: its reader is parked, or about to park. False
-    /// means none is parked (save one being woken right now). A read whose last check before
-    /// parking found its bytes leaves its registration until the next write that meets it, so
-    /// true can outlast a wait by that one write.
+    /// means none is parked (save one being woken right now). A wait that ended without a wake
+    /// (its last check before parking found its bytes, or it timed out) leaves its registration
+    /// until the next write that meets it, so true can outlast a wait until then.
     pub reader_waiting: bool,
     /// The writer is registered to be woken for room (ring mode: `wait_writable`, or a write
     /// waiting for the reader); as `reader_waiting`.

@@ -149,6 +149,15 @@ fn soon() -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(10))
 }
 
+/// Spins (yielding) until `cond` holds; panics after 30 s, which only a hang reaches.
+fn until(what: &str, cond: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < give_up, "never happened: {what}");
+        thread::yield_now();
+    }
+}
+
 /// Wake-up tests wait with 10 s deadlines, and a wait that reaches its deadline still returns
 /// success if its condition holds by then: so a lost wake-up shows up only as slowness. Each such
 /// test finishes in well under a second when every wake-up arrives.
@@ -696,7 +705,7 @@ fn wait_writable_with_an_unrepresentable_timeout_waits_without_panicking() {
     let (mut w, r) = Builder::new().max_buffered(4).build().unwrap();
     w.write(b"abcd").unwrap();
     let reader = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
+        until("the writer parks", || r.stats().writer_waiting);
         r.skip(4);
         r
     });
@@ -783,9 +792,9 @@ fn content_length_reached_wakes_blocked_reader() {
             r.set_read_timeout(Some(Duration::from_secs(10)));
             (&r).read_to_end(&mut out).map(|_| out)
         });
-        thread::sleep(Duration::from_millis(20));
+        until("the reader parks", || r.stats().reader_waiting);
         w.write(b"ab").unwrap();
-        thread::sleep(Duration::from_millis(20));
+        until("the reader parks again", || r.stats().reader_wakes == 1 && r.stats().reader_waiting);
         w.write(b"cd").unwrap();
         assert_eq!(t.join().unwrap().unwrap(), b"abcd");
     });
@@ -894,7 +903,7 @@ fn writer_dropped_aborts() {
             let mut buf = [0u8; 4];
             r.read_deadline(&mut buf, soon())
         });
-        thread::sleep(Duration::from_millis(30));
+        until("the reader parks", || r.stats().reader_waiting);
         drop(w);
         let e = t.join().unwrap().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionAborted);
@@ -1066,7 +1075,7 @@ fn blocking_read_woken_by_reader_close_from_other_thread() {
             let mut buf = [0u8; 8];
             r.read_deadline(&mut buf, soon())
         });
-        thread::sleep(Duration::from_millis(30));
+        until("the reader parks", || r.stats().reader_waiting);
         r.close();
         assert_eq!(t.join().unwrap().unwrap(), 0);
     });
@@ -1084,7 +1093,7 @@ fn queries_do_not_stall_behind_a_blocked_read() {
             let mut buf = [0u8; 8];
             r.read_deadline(&mut buf, soon())
         });
-        thread::sleep(Duration::from_millis(20));
+        until("the reader parks", || r.stats().reader_waiting);
         // All of these would deadlock if the blocked reader held the cursor lock.
         let t0 = Instant::now();
         assert_eq!(r.buffered(), 0);
@@ -1113,7 +1122,7 @@ fn seek_back_wakes_blocked_reader() {
             let mut buf = [0u8; 8];
             r.read_deadline(&mut buf, Some(Instant::now() + Duration::from_secs(5))).map(|n| buf[..n].to_vec())
         });
-        thread::sleep(Duration::from_millis(30));
+        until("the reader parks", || r.stats().reader_waiting);
         let t0 = Instant::now();
         r.seek(SeekFrom::Start(1)).unwrap();
         assert_eq!(t.join().unwrap().unwrap(), b"bc");
@@ -2282,7 +2291,7 @@ fn wait_writable_semantics() {
     let (mut w, r) = Builder::new().max_buffered(1).build().unwrap();
     w.write(b"a").unwrap();
     let t = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(20));
+        until("the writer parks", || r.stats().writer_waiting);
         drop(r);
     });
     assert_eq!(w.wait_writable(Some(Duration::from_secs(10))), Err(WaitWritableError::ReaderClosed));
@@ -2613,15 +2622,6 @@ fn poll_writable_pending_woken_by_reads_and_by_reader_close() {
     assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
     assert_eq!(w.poll_writable(&mut cx), Poll::Ready(Err(WaitWritableError::ReaderClosed)));
     assert!(!w.has_room());
-}
-
-/// Spins (yielding) until `cond` holds; panics after 30 s, which only a hang reaches.
-fn until(what: &str, cond: impl Fn() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < give_up, "never happened: {what}");
-        thread::yield_now();
-    }
 }
 
 /// Threshold wake-ups: a reader parked in `wait(1000)` is not woken (no wake syscall at all)

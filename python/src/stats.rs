@@ -2,8 +2,9 @@
 
 use pyo3::prelude::*;
 
-/// A snapshot of a body's counters, from [`PyBuffer::stats`](crate::PyBuffer). Lines that
-/// iteration took ahead but has not handed out count as unread, as for `tell()`.
+/// A snapshot of a body's counters, from `PyBuffer.stats()`. Lines that
+/// iteration took ahead but has not handed out count as unread, as for `tell()`; the fields mean
+/// what those of the core's `bodypipe::Stats` do.
 #[pyclass(name = "Stats", module = "bodypipe", frozen, get_all, eq)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {

@@ -9,6 +9,7 @@ import zlib
 import pytest
 
 import bodypipe
+from conftest import until
 
 TOTAL = 100 * 1024 * 1024  # 100 MiB
 
@@ -147,7 +148,7 @@ def test_blocked_reader_does_not_stall_other_calls():
     b.read(2)
     t = threading.Thread(target=lambda: b.read(10))
     t.start()
-    time.sleep(0.05)
+    until("the read parks", lambda: b.stats().reader_waiting)
 
     def others():
         for _ in range(1000):
@@ -308,14 +309,6 @@ def test_large_copy_releases_gil(how):
     pytest.fail(f"no ticks inside any of the large read calls ({windows} s)")
 
 
-def _until(what, cond):
-    """Waits (yielding the GIL) until `cond()` holds; fails after 30 s, which only a hang reaches."""
-    give_up = time.monotonic() + 30
-    while not cond():
-        assert time.monotonic() < give_up, f"never happened: {what}"
-        time.sleep(0.001)
-
-
 def test_a_write_wakes_the_parked_reader_itself():
     """A blocked read parks in the core, registered to be woken, and the write that meets it
     wakes it with one wake syscall: it neither polls nor waits out its 50 ms slice. Exact counts
@@ -324,7 +317,7 @@ def test_a_write_wakes_the_parked_reader_itself():
     got = []
     t = threading.Thread(target=lambda: got.append(b.read(1)))
     t.start()
-    _until("the read parks", lambda: b.stats().reader_waiting)
+    until("the read parks", lambda: b.stats().reader_waiting)
     assert b.stats().reader_wakes == 0
     w.write(b"x")
     t.join(30)
@@ -340,7 +333,7 @@ def test_a_read_wakes_the_parked_ring_writer_itself():
     w.write(b"a")
     t = threading.Thread(target=w.write, args=(b"b",))  # waits for the reader to make room
     t.start()
-    _until("the write parks", lambda: b.stats().writer_waiting)
+    until("the write parks", lambda: b.stats().writer_waiting)
     assert b.stats().writer_wakes == 0
     assert b.read(1) == b"a"
     t.join(30)

@@ -42,8 +42,8 @@
                   reader_wakes := non_neg_integer(),
                   %% Wake syscalls made so far to wake a writer parked for room (ring mode).
                   writer_wakes := non_neg_integer(),
-                  %% A blocking read is parked (or about to park) waiting for bytes; a read that
-                  %% found its bytes just before parking may leave this true until the next write.
+                  %% A blocking read is parked (or about to park) waiting for bytes; a wait that
+                  %% ended without a wake (a timeout) may leave this true until the next write.
                   reader_waiting := boolean(),
                   %% The writer is parked (or about to park) waiting for room; as reader_waiting.
                   writer_waiting := boolean()}.
