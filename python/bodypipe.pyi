@@ -20,7 +20,7 @@ from typing import BinaryIO, SupportsIndex, final
 
 from typing_extensions import Buffer
 
-__all__ = ["pipe", "PyBuffer", "Writer", "_Notifier", "_Armed", "BodyAborted", "IncompleteBody", "__version__"]
+__all__ = ["pipe", "PyBuffer", "Writer", "Stats", "_Notifier", "_Armed", "BodyAborted", "IncompleteBody", "__version__"]
 
 __version__: str
 
@@ -133,6 +133,52 @@ class Writer:
         exception as the reason if the block raised."""
 
 @final
+class Stats:
+    """A snapshot of a body's counters, from :meth:`PyBuffer.stats` (Erlang: ``py_buffer:info/1``).
+    Equal when every counter is."""
+
+    @property
+    def written(self) -> int:
+        """Bytes written so far."""
+    @property
+    def position(self) -> int:
+        """Bytes read so far (the read position)."""
+    @property
+    def buffered(self) -> int:
+        """Bytes written and not read."""
+    @property
+    def content_length(self) -> int | None:
+        """The declared length, or None."""
+    @property
+    def max_buffered(self) -> int | None:
+        """The high-water mark (ring mode), or None."""
+    @property
+    def eof(self) -> bool:
+        """The body ended cleanly (``close()``, or the declared length reached)."""
+    @property
+    def aborted(self) -> bool:
+        """The body was aborted."""
+    @property
+    def reader_closed(self) -> bool:
+        """The reader side was closed."""
+    @property
+    def reader_wakes(self) -> int:
+        """Wake syscalls made for parked readers: about one per blocking read that had to park, however
+        many writes fed it."""
+    @property
+    def writer_wakes(self) -> int:
+        """Wake syscalls made for a writer parked for room (ring mode)."""
+    @property
+    def reader_waiting(self) -> bool:
+        """A blocking read is parked, or about to park, waiting for bytes (a wait that ended without
+        being woken, by a timeout or by finding its bytes just before parking, leaves this True
+        until the next write)."""
+    @property
+    def writer_waiting(self) -> bool:
+        """The writer is parked, or about to park, waiting for room (as ``reader_waiting``)."""
+
+
+@final
 class PyBuffer(io.RawIOBase, BinaryIO):
     """The reader side of a body: a read-only, seekable, file-like object for ``wsgi.input``.
 
@@ -236,6 +282,8 @@ class PyBuffer(io.RawIOBase, BinaryIO):
         """
     def readable_amount(self) -> int:
         """Bytes that can be read now without blocking."""
+    def stats(self) -> Stats:
+        """A snapshot of the body's counters (lines iteration took ahead count as unread)."""
     def at_eof(self) -> bool:
         """True once the body ended cleanly (EOF, or :meth:`close`) and every byte was read.
 

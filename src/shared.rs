@@ -67,6 +67,14 @@ pub struct Stats {
     pub reader_wakes: u64,
     /// Wake syscalls made to wake a writer parked in `wait_writable` so far.
     pub writer_wakes: u64,
+    /// A blocking read is registered to be woken: its reader is parked, or about to park. False
+    /// means none is parked (save one being woken right now). A wait that ended without a wake
+    /// (its last check before parking found its bytes, or it timed out) leaves its registration
+    /// until the next write that meets it, so true can outlast a wait until then.
+    pub reader_waiting: bool,
+    /// The writer is registered to be woken for room (ring mode: `wait_writable`, or a write
+    /// waiting for the reader); as `reader_waiting`.
+    pub writer_waiting: bool,
 }
 
 /// Gives a hot atomic a cache line of its own.
@@ -354,6 +362,8 @@ impl Shared {
             reader_closed: self.reader_closed.load(Ordering::Acquire),
             reader_wakes: self.data.wakes(),
             writer_wakes: self.space.wakes(),
+            reader_waiting: self.data.has_waiter(),
+            writer_waiting: self.space.has_waiter(),
         }
     }
 }

@@ -67,6 +67,13 @@ impl Signal {
         self.wakes.load(Ordering::Relaxed)
     }
 
+    /// A waiter is registered (parked, about to park, or left its registration behind after its
+    /// re-check succeeded).
+    pub(crate) fn has_waiter(&self) -> bool {
+        // ORDERING: Relaxed: a snapshot for statistics; nothing is read on the strength of it.
+        self.want.load(Ordering::Relaxed) != NOBODY
+    }
+
     /// Progress reached `pos` (published with a Release store before this call): wakes the parked
     /// waiters if one of them waits for `pos` or less. Costs no syscall otherwise.
     #[inline]

@@ -149,6 +149,15 @@ fn soon() -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(10))
 }
 
+/// Spins (yielding) until `cond` holds; panics after 30 s, which only a hang reaches.
+fn until(what: &str, cond: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < give_up, "never happened: {what}");
+        thread::yield_now();
+    }
+}
+
 /// Wake-up tests wait with 10 s deadlines, and a wait that reaches its deadline still returns
 /// success if its condition holds by then: so a lost wake-up shows up only as slowness. Each such
 /// test finishes in well under a second when every wake-up arrives.
@@ -696,7 +705,7 @@ fn wait_writable_with_an_unrepresentable_timeout_waits_without_panicking() {
     let (mut w, r) = Builder::new().max_buffered(4).build().unwrap();
     w.write(b"abcd").unwrap();
     let reader = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
+        until("the writer parks", || r.stats().writer_waiting);
         r.skip(4);
         r
     });
@@ -783,9 +792,9 @@ fn content_length_reached_wakes_blocked_reader() {
             r.set_read_timeout(Some(Duration::from_secs(10)));
             (&r).read_to_end(&mut out).map(|_| out)
         });
-        thread::sleep(Duration::from_millis(20));
+        until("the reader parks", || r.stats().reader_waiting);
         w.write(b"ab").unwrap();
-        thread::sleep(Duration::from_millis(20));
+        until("the reader parks again", || r.stats().reader_wakes == 1 && r.stats().reader_waiting);
         w.write(b"cd").unwrap();
         assert_eq!(t.join().unwrap().unwrap(), b"abcd");
     });
@@ -894,7 +903,7 @@ fn writer_dropped_aborts() {
             let mut buf = [0u8; 4];
             r.read_deadline(&mut buf, soon())
         });
-        thread::sleep(Duration::from_millis(30));
+        until("the reader parks", || r.stats().reader_waiting);
         drop(w);
         let e = t.join().unwrap().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionAborted);
@@ -1066,7 +1075,7 @@ fn blocking_read_woken_by_reader_close_from_other_thread() {
             let mut buf = [0u8; 8];
             r.read_deadline(&mut buf, soon())
         });
-        thread::sleep(Duration::from_millis(30));
+        until("the reader parks", || r.stats().reader_waiting);
         r.close();
         assert_eq!(t.join().unwrap().unwrap(), 0);
     });
@@ -1084,7 +1093,7 @@ fn queries_do_not_stall_behind_a_blocked_read() {
             let mut buf = [0u8; 8];
             r.read_deadline(&mut buf, soon())
         });
-        thread::sleep(Duration::from_millis(20));
+        until("the reader parks", || r.stats().reader_waiting);
         // All of these would deadlock if the blocked reader held the cursor lock.
         let t0 = Instant::now();
         assert_eq!(r.buffered(), 0);
@@ -1113,7 +1122,7 @@ fn seek_back_wakes_blocked_reader() {
             let mut buf = [0u8; 8];
             r.read_deadline(&mut buf, Some(Instant::now() + Duration::from_secs(5))).map(|n| buf[..n].to_vec())
         });
-        thread::sleep(Duration::from_millis(30));
+        until("the reader parks", || r.stats().reader_waiting);
         let t0 = Instant::now();
         r.seek(SeekFrom::Start(1)).unwrap();
         assert_eq!(t.join().unwrap().unwrap(), b"bc");
@@ -2282,7 +2291,7 @@ fn wait_writable_semantics() {
     let (mut w, r) = Builder::new().max_buffered(1).build().unwrap();
     w.write(b"a").unwrap();
     let t = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(20));
+        until("the writer parks", || r.stats().writer_waiting);
         drop(r);
     });
     assert_eq!(w.wait_writable(Some(Duration::from_secs(10))), Err(WaitWritableError::ReaderClosed));
@@ -2615,24 +2624,45 @@ fn poll_writable_pending_woken_by_reads_and_by_reader_close() {
     assert!(!w.has_room());
 }
 
-/// Threshold wake-ups: a reader blocked in `wait(1000)` is not woken (no wake syscall at all)
-/// by the 999 writes below its threshold, and is woken by the write that meets it. The count
-/// below the threshold is 0 in every interleaving (a wake needs a write at or past the
-/// registered threshold), so this cannot flake; the pause only makes it likely that the reader
-/// is parked by then, so that the zero means something.
+/// Threshold wake-ups: a reader parked in `wait(1000)` is not woken (no wake syscall at all)
+/// by the 999 writes below its threshold, and is woken, once, by the write that meets it. The
+/// writes start once `Stats::reader_waiting` shows the reader registered (it has nothing to
+/// read, so it parks), so every count here is exact in every interleaving.
 #[test]
 fn writes_below_a_parked_readers_threshold_wake_nobody() {
     let (mut w, r) = bodypipe::pipe();
+    assert!(!r.stats().reader_waiting);
     thread::scope(|s| {
         let waiter = s.spawn(|| r.wait(1000, Some(Instant::now() + Duration::from_secs(30))));
-        thread::sleep(Duration::from_millis(20));
+        until("the reader parks", || r.stats().reader_waiting);
         for _ in 0..999 {
             w.write(b"x").unwrap();
         }
         assert_eq!(r.stats().reader_wakes, 0, "a write below the threshold woke the reader");
+        assert!(r.stats().reader_waiting, "still parked below its threshold");
         w.write(b"x").unwrap();
         assert_eq!(waiter.join().unwrap(), Ok(Ready::Data(1000)));
     });
-    assert!(r.stats().reader_wakes <= 1, "one wake for the one parked wait");
-    assert_eq!(r.stats().writer_wakes, 0, "unbounded: the writer never waits");
+    let s = r.stats();
+    assert_eq!(s.reader_wakes, 1, "one wake for the one parked wait");
+    assert!(!s.reader_waiting, "the wake took the registration");
+    assert_eq!((s.writer_wakes, s.writer_waiting), (0, false), "unbounded: the writer never waits");
+}
+
+/// Ring mode: a writer parked in `wait_writable` on a full window is woken, once, by the read
+/// that makes room, and not by reads that leave the window full.
+#[test]
+fn a_read_that_makes_room_wakes_the_parked_writer_once() {
+    let (mut w, r) = Builder::new().max_buffered(4).build().unwrap();
+    w.write(b"abcd").unwrap();
+    thread::scope(|s| {
+        let writer = s.spawn(|| w.wait_writable(Some(Duration::from_secs(30))));
+        until("the writer parks", || r.stats().writer_waiting);
+        assert_eq!(r.stats().writer_wakes, 0);
+        r.skip(4);
+        assert_eq!(writer.join().unwrap(), Ok(()));
+    });
+    let s = r.stats();
+    assert_eq!((s.writer_wakes, s.writer_waiting), (1, false));
+    assert_eq!((s.reader_wakes, s.reader_waiting), (0, false), "the reader never waited");
 }

@@ -484,6 +484,11 @@ impl PyBuffer {
         self.reader.buffered() + self.unserved(py) as usize
     }
 
+    /// A snapshot of the body's counters (`bodypipe.Stats`).
+    fn stats(&self, py: Python<'_>) -> crate::stats::Stats {
+        crate::stats::Stats::new(self.reader.stats(), self.unserved(py))
+    }
+
     /// True once the body has ended cleanly (EOF, or `close()`) and every byte has been read;
     /// after an abort, `BodyAborted` once every byte before it has been read (so a polling loop
     /// `while not buf.at_eof(): ...` never ends early with a truncated body).

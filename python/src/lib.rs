@@ -41,6 +41,7 @@ pub mod options;
 mod read;
 mod readahead;
 pub mod slot;
+mod stats;
 mod wait;
 mod writer;
 
@@ -125,6 +126,7 @@ pub fn bodypipe_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bench::bench_feed, m)?)?;
     m.add_class::<PyBuffer>()?;
     m.add_class::<Writer>()?;
+    m.add_class::<stats::Stats>()?;
     m.add_class::<aio::Notifier>()?;
     m.add_class::<aio::Armed>()?;
     errors::register(py, m)?;

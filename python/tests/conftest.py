@@ -26,6 +26,16 @@ def feed(writer, chunks, delay=0.0, close=True, abort=None):
     return t
 
 
+def until(what, cond):
+    """Waits (yielding the GIL) until `cond()` holds; fails after 30 s, which only a hang reaches.
+    With `buf.stats().reader_waiting`/`writer_waiting` it waits for a thread to park, so that the
+    test then exercises the wake-up every time."""
+    give_up = time.monotonic() + 30
+    while not cond():
+        assert time.monotonic() < give_up, f"never happened: {what}"
+        time.sleep(0.001)
+
+
 @pytest.fixture
 def full():
     """A complete body from bytes."""

@@ -3,12 +3,11 @@
 import ctypes
 import io
 import threading
-import time
 
 import pytest
 
 import bodypipe
-from conftest import feed
+from conftest import feed, until
 
 
 # --- creating buffers -----------------------------------------------------------------------
@@ -785,7 +784,7 @@ def test_close_wakes_blocked_reader():
     out = []
     t = threading.Thread(target=lambda: out.append(b.read()))
     t.start()
-    time.sleep(0.1)
+    until("the read parks", lambda: b.stats().reader_waiting)
     b.close()
     t.join(5)
     assert not t.is_alive()
@@ -816,7 +815,7 @@ def test_ring_mode_try_write_and_blocking_write():
 
     t = threading.Thread(target=writer)
     t.start()
-    time.sleep(0.1)
+    until("the write parks", lambda: b.stats().writer_waiting)
     assert not done.is_set()
     assert b.read(16) == b"x" * 16
     assert done.wait(5)
@@ -838,7 +837,7 @@ def test_ring_mode_blocked_writer_gets_broken_pipe_on_reader_close():
 
     t = threading.Thread(target=writer)
     t.start()
-    time.sleep(0.1)
+    until("the write parks", lambda: b.stats().writer_waiting)
     b.close()
     t.join(5)
     assert not t.is_alive()

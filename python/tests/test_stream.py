@@ -9,6 +9,7 @@ import zlib
 import pytest
 
 import bodypipe
+from conftest import until
 
 TOTAL = 100 * 1024 * 1024  # 100 MiB
 
@@ -147,7 +148,7 @@ def test_blocked_reader_does_not_stall_other_calls():
     b.read(2)
     t = threading.Thread(target=lambda: b.read(10))
     t.start()
-    time.sleep(0.05)
+    until("the read parks", lambda: b.stats().reader_waiting)
 
     def others():
         for _ in range(1000):
@@ -308,47 +309,54 @@ def test_large_copy_releases_gil(how):
     pytest.fail(f"no ticks inside any of the large read calls ({windows} s)")
 
 
-def test_write_wakes_blocked_reader_promptly():
-    """A blocked read must be woken by the write itself, not by the end of its 50 ms wait slice:
-    40 request/response round trips between two threads take far less than 40 slices. (The one
-    timing bound in the suite; generous for a loaded machine.)"""
-    w1, b1 = bodypipe.pipe()
-    w2, b2 = bodypipe.pipe()
-    trips = 40
-
-    def echo():
-        for _ in range(trips):
-            w2.write(b1.read(1))
-
-    t = threading.Thread(target=echo)
-    t.start()
-    t0 = time.monotonic()
-    for i in range(trips):
-        w1.write(b"x")
-        assert b2.read(1) == b"x"
-    elapsed = time.monotonic() - t0
-    t.join(10)
-    assert elapsed < trips * 0.025, f"{trips} round trips took {elapsed:.2f}s: wake-ups rely on timeouts"
-
-
-def test_reader_wakes_blocked_ring_writer_promptly():
-    w, b = bodypipe.pipe(max_buffered=1)
-    trips = 40
+def test_a_write_wakes_the_parked_reader_itself():
+    """A blocked read parks in the core, registered to be woken, and the write that meets it
+    wakes it with one wake syscall: it neither polls nor waits out its 50 ms slice. Exact counts
+    in every interleaving, no timing: the write comes once the read shows as parked."""
+    w, b = bodypipe.pipe()
     got = []
-
-    def reader():
-        for _ in range(trips):
-            got.append(b.read(1))
-
-    t = threading.Thread(target=reader)
-    t0 = time.monotonic()
+    t = threading.Thread(target=lambda: got.append(b.read(1)))
     t.start()
-    for _ in range(trips):
-        w.write(b"y")  # waits for the reader to make room each time
-    t.join(10)
-    elapsed = time.monotonic() - t0
-    assert b"".join(got) == b"y" * trips
-    assert elapsed < trips * 0.025, f"{trips} writes took {elapsed:.2f}s: wake-ups rely on timeouts"
+    until("the read parks", lambda: b.stats().reader_waiting)
+    assert b.stats().reader_wakes == 0
+    w.write(b"x")
+    t.join(30)
+    assert got == [b"x"]
+    s = b.stats()
+    assert (s.reader_wakes, s.reader_waiting) == (1, False)
+
+
+def test_a_read_wakes_the_parked_ring_writer_itself():
+    """Ring mode: a write waiting for room parks in the core and the read that makes room wakes
+    it with one wake syscall."""
+    w, b = bodypipe.pipe(max_buffered=1)
+    w.write(b"a")
+    t = threading.Thread(target=w.write, args=(b"b",))  # waits for the reader to make room
+    t.start()
+    until("the write parks", lambda: b.stats().writer_waiting)
+    assert b.stats().writer_wakes == 0
+    assert b.read(1) == b"a"
+    t.join(30)
+    assert not t.is_alive()
+    assert b.read(1) == b"b"
+    s = b.stats()
+    assert (s.writer_wakes, s.writer_waiting) == (1, False)
+    assert (s.reader_wakes, s.reader_waiting) == (0, False), "the reader never waited"
+
+
+def test_stats_is_a_snapshot_of_the_counters():
+    w, b = bodypipe.pipe(10, max_buffered=64)
+    w.write(b"one\ntwo\n")
+    assert next(b) == b"one\n"  # the line after it is taken ahead, and still counts as unread
+    s = b.stats()
+    assert (s.written, s.position, s.buffered) == (8, 4, 4) == (w.written, b.tell(), b.readable_amount())
+    assert (s.content_length, s.max_buffered, s.eof, s.aborted, s.reader_closed) == (10, 64, False, False, False)
+    assert s == b.stats()
+    w.abort("gone")
+    assert b.stats().aborted and not s.aborted
+    b.close()
+    assert b.stats().reader_closed
+    assert repr(s).startswith("bodypipe.Stats(written=8, position=4, buffered=4, content_length=10, ")
 
 
 BIG = 64 * 1024 * 1024

@@ -39,7 +39,14 @@
                   abort_reason := binary() | undefined,
                   %% Wake syscalls made so far to wake a parked reader (Python read calls that
                   %% had to wait): with threshold wake-ups, about one per such call at most.
-                  reader_wakes := non_neg_integer()}.
+                  reader_wakes := non_neg_integer(),
+                  %% Wake syscalls made so far to wake a writer parked for room (ring mode).
+                  writer_wakes := non_neg_integer(),
+                  %% A blocking read is parked (or about to park) waiting for bytes; a wait that
+                  %% ended without a wake (a timeout) may leave this true until the next write.
+                  reader_waiting := boolean(),
+                  %% The writer is parked (or about to park) waiting for room; as reader_waiting.
+                  writer_waiting := boolean()}.
 
 %% @doc A buffer for a body of unknown length (chunked), unbounded.
 -spec new() -> {ok, buffer()}.

@@ -242,6 +242,9 @@ many_blocked_readers(_Config) ->
             || B <- Bufs],
     ok = wait_until(fun() -> maps:get(threads, py:info()) - maps:get(idle, py:info()) >= N end, 10000),
     ct:log("py:info with ~p blocked readers: ~p", [N, py:info()]),
+    %% each read is parked in the core, to be woken by its write (no polling)
+    ok = wait_until(fun() -> lists:all(fun(B) -> maps:get(reader_waiting, py_buffer:info(B)) end, Bufs) end, 10000),
+    [#{reader_wakes := 0, writer_wakes := 0, writer_waiting := false} = py_buffer:info(B) || B <- Bufs],
     %% nothing can have been read yet
     [receive {P, Early} -> ct:fail({early_result, P, Early}) after 0 -> ok end || P <- Pids],
     %% the VM and the interpreter stay responsive
@@ -251,6 +254,9 @@ many_blocked_readers(_Config) ->
     Results = [receive {P, R} -> R after 10000 -> ct:fail({blocked, P}) end || P <- Pids],
     Expected = [{ok, integer_to_binary(I)} || I <- lists:seq(1, N)],
     Expected = Results,
+    %% every reader was woken by a wake syscall, and none is left registered
+    [] = [I || I = #{reader_waiting := Waiting, reader_wakes := W} <- [py_buffer:info(B) || B <- Bufs],
+               Waiting orelse W < 1],
     ct:comment("~p concurrent blocked readers, done in ~p ms", [N, erlang:monotonic_time(millisecond) - T0]),
     ok.
 

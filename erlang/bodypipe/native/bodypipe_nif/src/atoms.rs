@@ -32,6 +32,9 @@ rustler::atoms! {
     max_buffered,
     abort_reason,
     reader_wakes,
+    writer_wakes,
+    reader_waiting,
+    writer_waiting,
     // python
     py_context,
     initialized,

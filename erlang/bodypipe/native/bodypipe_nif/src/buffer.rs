@@ -383,6 +383,9 @@ struct Info<'a> {
     max_buffered: OrUndefined<u64>,
     abort_reason: OrUndefined<Term<'a>>,
     reader_wakes: u64,
+    writer_wakes: u64,
+    reader_waiting: bool,
+    writer_waiting: bool,
 }
 
 /// `buffer_info(Buf)` -> map of counters.
@@ -402,6 +405,9 @@ fn buffer_info(env: Env<'_>, buf: ResourceArc<BufferRes>) -> Term<'_> {
         max_buffered: OrUndefined(s.max_buffered),
         abort_reason: OrUndefined(reader.abort_reason().map(|r| crate::binary_term(env, r.as_bytes()))),
         reader_wakes: s.reader_wakes,
+        writer_wakes: s.writer_wakes,
+        reader_waiting: s.reader_waiting,
+        writer_waiting: s.writer_waiting,
     }
     .encode(env)
 }
