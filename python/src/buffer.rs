@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyList, PyType};
 use std::ffi::c_int;
 use std::io::SeekFrom;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ pub struct PyBuffer {
     pub(crate) took_run: AtomicBool,
     /// Where this object last found its reader's run in the read-ahead table.
     pub(crate) run_hint: readahead::Hint,
+    /// `readline()` calls since the last other call that used the cursor (`readahead.rs`).
+    pub(crate) readline_streak: AtomicU32,
 }
 
 impl PyBuffer {
@@ -49,6 +51,7 @@ impl PyBuffer {
             _keep_writer: Mutex::new(None),
             took_run: AtomicBool::new(false),
             run_hint: readahead::Hint::new(0),
+            readline_streak: AtomicU32::new(0),
         }
     }
 
@@ -217,6 +220,11 @@ impl PyBuffer {
             return Ok(PyBytes::new(py, b""));
         }
         let limit = size_arg(size)?;
+        if limit != Some(0) {
+            if let Some(line) = self.readline_from_run(py, limit) {
+                return Ok(line);
+            }
+        }
         self.readline_impl(py, limit)
     }
 

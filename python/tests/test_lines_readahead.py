@@ -1,8 +1,9 @@
 """Line iteration takes runs of lines ahead (python/src/readahead.rs): every other call must
 still see the body exactly as if the lines had been read one by one.
 
-Random interleavings of iteration, readline(limit), readlines(hint), read(n), readinto, tell,
-seek, peek, find and readable_amount run against an `io.BytesIO` holding the same bytes, and
+Random interleavings of iteration, readline(limit) (alone, and several in a row, after which it
+takes runs too), readlines(hint), read(n), readinto, tell, seek, peek, find and readable_amount
+run against an `io.BytesIO` holding the same bytes, and
 every result must be equal: on a finished body (in one segment, and in many small ones so runs
 meet segment ends), and with a writer thread feeding the body in chunks while the reader reads
 (blocking calls then return what BytesIO returns once the data is there; calls answering about
@@ -25,6 +26,8 @@ ops = st.lists(
     st.one_of(
         st.tuples(st.just("next"), st.integers(1, 8)),
         st.tuples(st.just("readline"), st.none() | st.integers(0, 50)),
+        # Enough in a row that readline takes runs too.
+        st.tuples(st.just("readlines in a row"), st.lists(st.none() | st.integers(0, 50), min_size=8, max_size=12)),
         st.tuples(st.just("readlines"), st.integers(0, 120)),
         st.tuples(st.just("read"), st.integers(0, 90)),
         st.tuples(st.just("readinto"), st.integers(1, 90)),
@@ -46,6 +49,9 @@ def step(buf, bio, data, op, arg, live):
             assert next(buf, None) == next(bio, None)
     elif op == "readline":
         assert buf.readline(arg) == bio.readline(arg)
+    elif op == "readlines in a row":
+        for limit in arg:
+            assert buf.readline(limit) == bio.readline(limit)
     elif op == "readlines":
         assert buf.readlines(arg) == bio.readlines(arg)
     elif op == "read":
