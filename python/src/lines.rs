@@ -92,6 +92,15 @@ impl PyBuffer {
         if let Some(line) = self.line_from_run(py, limit) {
             return Ok(Some(line));
         }
+        self.try_line_from_cursor(py, limit)
+    }
+
+    /// `try_line` for a caller that has just found no run of lines to serve from.
+    fn try_line_from_cursor<'py>(
+        &self,
+        py: Python<'py>,
+        limit: Option<usize>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         match self.try_line_inner(py, limit) {
             Err(e) if e.is_instance_of::<BodyAborted>(py) => Err(self.with_rest(py, e)),
             other => other,
@@ -146,12 +155,13 @@ impl PyBuffer {
         self.readline_impl(py, None)
     }
 
-    /// One line (up to `limit` bytes); `b''` at EOF.
+    /// One line (up to `limit` bytes); `b''` at EOF. For callers that have just found no run of
+    /// lines to serve from (`readline`, and iteration without a run), so it reads the cursor.
     pub(crate) fn readline_impl<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
         if limit == Some(0) {
             return Ok(PyBytes::new(py, b""));
         }
-        if let Some(line) = self.try_line(py, limit)? {
+        if let Some(line) = self.try_line_from_cursor(py, limit)? {
             return Ok(line);
         }
         let r = &*self.reader;
